@@ -1,0 +1,1 @@
+"""Pure detection logic: no Kafka, Faust, ClickHouse or Prometheus imports."""

@@ -1,0 +1,1 @@
+"""Producers put events on Kafka: file replay/backfill and the city simulator."""

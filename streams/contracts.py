@@ -1,0 +1,253 @@
+"""Input contract v1 (SPEC §2): what departments send, and how a message is judged.
+
+``decode_event(raw, topic_kind=...)`` turns the bytes of one Kafka message into either
+an event model or a ``Rejection`` (errors are data: a rejection carries its stage and a
+reason code with a bounded set of values, for metrics and the dead-letter headers).
+
+>>> ev = decode_event(b'{"kind": "tax", "event_id": "t-1", "uscc": "914403001922038216",'
+...     b' "source": "tax-bureau", "event_time": "2024-02-10T09:00:00+08:00",'
+...     b' "schema_version": 1, "period": "2024-01", "declared_sales_cny": 0,'
+...     b' "tax_paid_cny": 0}')
+>>> ev.kind, ev.period, ev.is_zero_return
+('tax', '2024-01', True)
+>>> decode_event(b'{"kind": "tax", "schema_version": 2}')
+Rejection(stage='validate', reason='unsupported_schema_version', detail='schema_version 2 is not supported (this worker reads 1)')
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Annotated, Any, Literal, NamedTuple, Union
+
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from streams.masking import mask_pii
+from streams.uscc import uscc_problem
+
+SCHEMA_VERSION = 1
+KINDS = ("registry", "utility", "tax", "social", "complaint")
+MAX_READINGS = 10_000
+MAX_READING_SPAN = timedelta(days=31)
+MAX_FUTURE = timedelta(days=1)
+UTILITY_UNITS = {"electricity": "kWh", "water": "m3", "gas": "m3"}
+
+
+def _require_str(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string with a UTC offset")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_str)]
+Text64 = Annotated[str, Field(min_length=1, max_length=64)]
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Period = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+
+
+class _Event(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: Text64
+    uscc: str
+    source: Text64
+    event_time: Timestamp
+    schema_version: Literal[1]
+
+    @field_validator("uscc")
+    @classmethod
+    def _valid_uscc(cls, value: str) -> str:
+        problem = uscc_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("event_time")
+    @classmethod
+    def _not_in_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        now = (info.context or {}).get("now") or datetime.now(timezone.utc)
+        if value - now > MAX_FUTURE:
+            raise ValueError(f"more than {MAX_FUTURE.days} day in the future")
+        return value
+
+
+class Registry(_Event):
+    """Enterprise master data; the latest event per USCC wins."""
+
+    kind: Literal["registry"]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    industry: Annotated[str, Field(pattern=r"^[A-T](\d{2})?$")]
+    town: Annotated[str, Field(min_length=1, max_length=64)]
+    registered_capital_cny: Money
+    established_on: date
+    status: Literal["active", "suspended", "deregistered", "revoked"]
+    key_enterprise: bool = False
+
+
+class Reading(BaseModel):
+    """One metered amount over ``[start, end)``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    start: Timestamp
+    end: Timestamp
+    amount: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    estimated: bool = False
+
+    @model_validator(mode="after")
+    def _span(self) -> "Reading":
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if self.end - self.start > MAX_READING_SPAN:
+            raise ValueError("a reading spans at most 31 days")
+        return self
+
+
+class Utility(_Event):
+    """One meter upload carrying 1–10,000 readings."""
+
+    kind: Literal["utility"]
+    utility: Literal["electricity", "water", "gas"]
+    unit: Literal["kWh", "m3"]
+    meter_id: Text64
+    readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_READINGS)]
+
+    @field_validator("unit")
+    @classmethod
+    def _unit_matches(cls, value: str, info: ValidationInfo) -> str:
+        utility = info.data.get("utility")
+        if utility and UTILITY_UNITS[utility] != value:
+            raise ValueError(f"{utility} is measured in {UTILITY_UNITS[utility]}, not {value}")
+        return value
+
+
+class Tax(_Event):
+    """One monthly tax return; a later event_time for the same period corrects it."""
+
+    kind: Literal["tax"]
+    period: Period
+    declared_sales_cny: Money
+    tax_paid_cny: Money
+
+    @property
+    def is_zero_return(self) -> bool:
+        return self.declared_sales_cny == 0 and self.tax_paid_cny == 0
+
+
+class Social(_Event):
+    """Monthly social insurance: insured headcount and contributions."""
+
+    kind: Literal["social"]
+    period: Period
+    insured_headcount: Annotated[int, Field(ge=0, strict=True)]
+    contributions_cny: Money
+
+
+class Complaint(_Event):
+    """One consumer complaint; personal data in ``text`` is masked on validation."""
+
+    kind: Literal["complaint"]
+    complaint_id: Text64
+    category: Literal[
+        "product_quality", "service", "false_advertising", "price", "contract",
+        "food_safety", "trademark", "unfair_competition", "other",
+    ]
+    channel: Literal["12315_hotline", "web", "app", "letter", "other"]
+    text: Annotated[str, Field(max_length=5000)] = ""
+
+    @field_validator("text")
+    @classmethod
+    def _mask(cls, value: str) -> str:
+        return mask_pii(value)
+
+
+Event = Union[Registry, Utility, Tax, Social, Complaint]
+MODELS: dict[str, type[_Event]] = {
+    "registry": Registry, "utility": Utility, "tax": Tax, "social": Social, "complaint": Complaint,
+}
+
+
+class Rejection(NamedTuple):
+    """Why a message was not accepted: ``stage`` (decode | validate), a reason code, detail."""
+
+    stage: str
+    reason: str
+    detail: str
+
+
+def decode_event(
+    raw: bytes,
+    *,
+    topic_kind: str | None = None,
+    max_bytes: int = 4 * 1024 * 1024,
+    now: datetime | None = None,
+) -> Event | Rejection:
+    """Decode and validate one message; never raises for bad input.
+
+    ``topic_kind`` is the kind the message's topic carries: a message of another kind
+    on it is rejected (``wrong_topic``).  Reason codes are a small fixed set, safe as
+    metric labels: ``oversize``, ``invalid_json``, ``not_an_object``, ``unknown_kind``,
+    ``wrong_topic``, ``unsupported_schema_version``, ``missing_<field>``,
+    ``invalid_<field>``.
+    """
+    if raw is None:
+        return Rejection("decode", "invalid_json", "empty message (no value)")
+    if len(raw) > max_bytes:
+        return Rejection("decode", "oversize", f"{len(raw)} bytes exceeds the limit of {max_bytes}")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Rejection("decode", "invalid_json", f"not UTF-8 JSON: {exc}"[:300])
+    return validate_event(obj, topic_kind=topic_kind, now=now)
+
+
+def validate_event(obj: Any, *, topic_kind: str | None = None, now: datetime | None = None) -> Event | Rejection:
+    """Validate an already-decoded JSON value (see ``decode_event``)."""
+    if not isinstance(obj, dict):
+        return Rejection("decode", "not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+    version = obj.get("schema_version")
+    if "schema_version" in obj and (type(version) is not int or version != SCHEMA_VERSION):
+        return Rejection(
+            "validate", "unsupported_schema_version",
+            f"schema_version {version!r} is not supported (this worker reads {SCHEMA_VERSION})",
+        )
+    kind = obj.get("kind")
+    model = MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        return Rejection("validate", "unknown_kind", f"kind {kind!r} is not one of {', '.join(KINDS)}"[:300])
+    if topic_kind is not None and kind != topic_kind:
+        return Rejection("validate", "wrong_topic", f"a {kind} event on the {topic_kind} topic")
+    try:
+        return model.model_validate(obj, context={"now": now} if now else None)
+    except ValidationError as exc:
+        return _rejection_from(exc)
+
+
+def _rejection_from(exc: ValidationError) -> Rejection:
+    err = exc.errors(include_url=False)[0]
+    field = str(err["loc"][0]) if err["loc"] else "event"
+    where = ".".join(str(p) for p in err["loc"]) or "event"
+    if err["type"] == "missing":
+        reason = f"missing_{field}"
+    elif field == "event_time" and "future" in err["msg"]:
+        reason = "future_event_time"
+    else:
+        reason = f"invalid_{field}"
+    return Rejection("validate", reason, f"{where}: {err['msg']}"[:300])
+
+
+def event_to_json(event: Event) -> bytes:
+    """The event as contract JSON (masked text; timestamps in RFC 3339)."""
+    return event.model_dump_json(exclude_none=True).encode()

@@ -1,0 +1,60 @@
+"""Prometheus metrics (SPEC §7), defined once.  No per-enterprise labels: label values
+come from small fixed sets (kind, reason code, table, rule, severity)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_IN = Counter("entwatch_events_in", "Messages consumed, by input kind", ["kind"], registry=REGISTRY)
+DEADLETTERED = Counter(
+    "entwatch_events_deadlettered", "Messages sent to the dead-letter topic, by kind and reason",
+    ["kind", "reason"], registry=REGISTRY,
+)
+DUPLICATES = Counter("entwatch_events_duplicate", "Redelivered utility events counted once", ["kind"], registry=REGISTRY)
+READINGS = Counter("entwatch_readings_processed", "Utility readings aggregated", registry=REGISTRY)
+LATE_READINGS = Counter(
+    "entwatch_readings_too_late", "Readings older than the aggregation window (stored raw, not aggregated)",
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "entwatch_processing_latency_seconds", "From a message's Kafka timestamp to its results stored",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300), registry=REGISTRY,
+)
+SINK_BATCHES = Counter("entwatch_sink_batches", "Batches written to ClickHouse", ["table"], registry=REGISTRY)
+SINK_ROWS = Counter("entwatch_sink_rows", "Rows written to ClickHouse", ["table"], registry=REGISTRY)
+SINK_FAILURES = Counter("entwatch_sink_failures", "Failed ClickHouse writes (each is retried)", ["table"], registry=REGISTRY)
+SINK_RETRIES = Counter("entwatch_sink_retries", "ClickHouse write retries", ["table"], registry=REGISTRY)
+ALERTS_RAISED = Counter("entwatch_alerts_raised", "Alerts opened, by rule and severity", ["rule", "severity"], registry=REGISTRY)
+OPEN_ALERTS = Gauge("entwatch_open_alerts", "Alerts currently open on this worker, by rule", ["rule"], registry=REGISTRY)
+
+
+class Freshness:
+    """Seconds since the last event of each input kind (a department that stopped sending)."""
+
+    def __init__(self, kinds: tuple[str, ...], registry: CollectorRegistry = REGISTRY):
+        self.kinds = kinds
+        self.last_seen: dict[str, float] = {}
+        self.started = time.time()
+        registry.register(self)
+
+    def seen(self, kind: str, at: float | None = None) -> None:
+        self.last_seen[kind] = time.time() if at is None else at
+
+    def collect(self):
+        now = time.time()
+        family = GaugeMetricFamily(
+            "entwatch_source_freshness_seconds",
+            "Seconds since the last event of each kind was consumed (since start if none yet)",
+            labels=["kind"],
+        )
+        for kind in self.kinds:
+            family.add_metric([kind], now - self.last_seen.get(kind, self.started))
+        yield family
+
+    def describe(self):
+        return []

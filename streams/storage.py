@@ -1,0 +1,193 @@
+"""ClickHouse storage behind one interface, two backends chosen by URL.
+
+- ``clickhouse://user:pass@host:9000/db`` — a ClickHouse server over the native protocol
+  (clickhouse-driver); works with 18.16 (Debian) and current servers.
+- ``chdb:///path/to/dir`` — ClickHouse embedded in this process (chDB); one process owns
+  the directory, so other commands ask the running worker (``/query`` on its web port).
+
+The schema lives in ``deploy/clickhouse/schema.sql`` and is applied by ``apply_schema``;
+features the server lacks are left out (LowCardinality before 19.x).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+import orjson
+
+SCHEMA_FILE = Path(os.environ.get("ENTWATCH_SCHEMA_FILE", Path(__file__).resolve().parent.parent / "deploy" / "clickhouse" / "schema.sql"))
+DEFAULT_DB = "entwatch"
+
+TABLES: dict[str, tuple[str, ...]] = {
+    "events": ("kind", "uscc", "event_id", "source", "event_time", "payload"),
+    "utility_daily": ("uscc", "utility", "day", "amount", "readings", "estimated", "version"),
+    "tax_monthly": ("uscc", "period", "declared_sales_cny", "tax_paid_cny", "event_id", "event_time"),
+    "social_monthly": ("uscc", "period", "insured_headcount", "contributions_cny", "event_id", "event_time"),
+    "enterprises": ("uscc", "name", "industry", "town", "registered_capital_cny", "established_on",
+                    "status", "key_enterprise", "event_time"),
+    "complaints": ("uscc", "complaint_id", "event_id", "event_time", "category", "channel", "text"),
+    "deadletters": ("topic", "partition", "offset", "stage", "reason", "detail", "received_at"),
+    "alerts": ("alert_id", "uscc", "enterprise_name", "industry", "town", "rule", "severity", "status",
+               "window_start", "window_end", "detected_at", "score", "observed", "expected", "evidence",
+               "explanation_zh", "explanation_en", "revision"),
+    "risk": ("uscc", "score", "level", "rules", "updated_at", "revision"),
+}
+
+
+class StorageError(Exception):
+    """A storage problem a person can act on (bad URL, server unreachable)."""
+
+
+class Storage(Protocol):
+    """What the worker and the commands need from ClickHouse."""
+
+    database: str
+
+    def version(self) -> tuple[int, ...]: ...
+    def execute(self, sql: str) -> None: ...
+    def insert(self, table: str, rows: list[dict[str, Any]]) -> None: ...
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        """Rows as dicts of JSON-like values (dates and times as ClickHouse text, UTC)."""
+    def close(self) -> None: ...
+
+
+def schema_statements(database: str, version: tuple[int, ...], schema_file: Path = SCHEMA_FILE) -> list[str]:
+    """The DDL statements for ``database``, degraded to what ``version`` supports.
+
+    >>> stmts = schema_statements("ew", (18, 16, 1))
+    >>> stmts[0]
+    'CREATE DATABASE IF NOT EXISTS ew'
+    >>> any("LowCardinality" in s for s in stmts), any("LowCardinality" in s for s in schema_statements("ew", (24, 1)))
+    (False, True)
+    """
+    text = re.sub(r"--[^\n]*", "", schema_file.read_text(encoding="utf-8"))
+    lc = "LowCardinality(String)" if version >= (19, 9) else "String"
+    text = text.replace("String /*lc*/", lc).replace("{db}", database)
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def apply_schema(storage: Storage) -> None:
+    """Create the database and tables if they do not exist (idempotent)."""
+    for statement in schema_statements(storage.database, storage.version()):
+        storage.execute(statement)
+
+
+def _plain(value: Any) -> Any:
+    """A value as ClickHouse's text formats expect it (UTC ``YYYY-MM-DD hh:mm:ss``)."""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+class ServerStorage:
+    """A ClickHouse server over the native protocol (clickhouse-driver)."""
+
+    def __init__(self, url: str, password: str | None = None):
+        from clickhouse_driver import Client
+
+        parts = urlparse(url)
+        self.database = (parts.path or "/").strip("/") or DEFAULT_DB
+        self._client = Client(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 9000,
+            user=unquote(parts.username or "default"),
+            password=unquote(parts.password or "") or (password or ""),
+            connect_timeout=5,
+            send_receive_timeout=60,
+            settings={"use_numpy": False},
+        )
+        self._version: tuple[int, ...] | None = None
+
+    def version(self) -> tuple[int, ...]:
+        if self._version is None:
+            text = self._client.execute("SELECT version()")[0][0]
+            self._version = tuple(int(p) for p in text.split(".") if p.isdigit())
+        return self._version
+
+    def execute(self, sql: str) -> None:
+        self._client.execute(sql)
+
+    def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        columns = TABLES[table]
+        data = [tuple(_driver_value(row[c]) for c in columns) for row in rows]
+        self._client.execute(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES", data)
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        rows, columns = self._client.execute(sql, with_column_types=True)
+        names = [c[0] for c in columns]
+        return [{n: _plain(v) for n, v in zip(names, row)} for row in rows]
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+
+def _driver_value(value: Any) -> Any:
+    # clickhouse-driver writes naive datetimes as they are; make them UTC wall time.
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+class EmbeddedStorage:
+    """ClickHouse in this process (chDB) with its data in a directory."""
+
+    def __init__(self, path: str | Path, database: str = DEFAULT_DB):
+        import chdb
+
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.database = database
+        try:
+            self._conn = chdb.connect(str(self.path))
+        except Exception as exc:  # chDB refuses a directory another process holds
+            raise StorageError(
+                f"cannot open embedded storage at {self.path}: {exc}. Is another entwatch worker "
+                "using it? Stop it, or set ENTWATCH_DATA_DIR to another directory."
+            ) from None
+
+    def version(self) -> tuple[int, ...]:
+        text = self._conn.query("SELECT version()", "CSV").bytes().decode().strip().strip('"')
+        return tuple(int(p) for p in text.split(".") if p.isdigit())
+
+    def execute(self, sql: str) -> None:
+        self._conn.query(sql)
+
+    def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        columns = TABLES[table]
+        body = b"\n".join(orjson.dumps({c: _plain(row[c]) for c in columns}) for row in rows)
+        self._conn.query(
+            f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) FORMAT JSONEachRow\n" + body.decode()
+        )
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        result = self._conn.query(sql, "JSONEachRow").bytes()
+        return [orjson.loads(line) for line in result.splitlines() if line.strip()]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def open_storage(url: str, password: str | None = None) -> Storage:
+    """Open storage by URL: ``clickhouse://…`` or ``chdb:///dir``."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme == "clickhouse":
+        return ServerStorage(url, password)
+    if scheme == "chdb":
+        path = url.split("://", 1)[1]
+        if not path:
+            raise StorageError("chdb URL needs a directory, e.g. chdb:///var/lib/entwatch/chdb")
+        return EmbeddedStorage(path)
+    raise StorageError(
+        f"unknown storage URL {url!r}: use clickhouse://user:pass@host:9000/db or chdb:///path/to/dir"
+    )
