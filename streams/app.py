@@ -84,6 +84,11 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         topic_partitions=settings.partitions,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        # Short group timeouts: a worker that joins, or one killed without leaving, is
+        # noticed in seconds (Tansu holds a join until the rebalance timeout has passed).
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout / 5),
         web_enabled=True,
         web_bind=settings.metrics_host,
         web_port=settings.metrics_port,
@@ -129,6 +134,16 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     @app.page("/metrics")
     async def metrics_page(web, request):
         return web.bytes(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/ready")
+    async def ready_page(web, request):
+        """200 once this worker has partitions assigned and its state recovered."""
+        try:
+            assigned = bool(app.consumer.assignment())
+        except Exception:
+            assigned = False
+        ready = assigned and not app.rebalancing
+        return web.json({"ready": ready}, status=200 if ready else 503)
 
     @app.page("/query")
     async def query_page(web, request):

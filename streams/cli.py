@@ -129,7 +129,7 @@ class EmbeddedStack:
             self.worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             wait_for_port(self.settings.metrics_host, self.settings.metrics_port, 60, self.worker)
-            wait_for_query(self.metrics_url, 60, self.worker)
+            wait_for_ready(self.metrics_url, 120, self.worker)
         except BaseException as exc:
             self.__exit__(None, None, None)
             if isinstance(exc, (TimeoutError, RuntimeError)):
@@ -168,18 +168,19 @@ def wait_for_port_free(host: str, port: int) -> None:
             raise UserError(f"port {port} on {host} is in use: stop what uses it or pass --metrics-port")
 
 
-def wait_for_query(base_url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    """Wait until the worker's storage answers ``SELECT 1`` through its web port."""
+def wait_for_ready(base_url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Wait until the worker consumes (partitions assigned, state recovered) and its storage answers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"worker exited with code {proc.returncode}")
         try:
-            query_worker(base_url, "SELECT 1")
-            return
+            with urllib.request.urlopen(f"{base_url}/ready", timeout=5):
+                query_worker(base_url, "SELECT 1")
+                return
         except (OSError, UserError):
             time.sleep(0.2)
-    raise TimeoutError(f"the worker at {base_url} did not answer within {timeout:.0f} s")
+    raise TimeoutError(f"the worker at {base_url} was not ready within {timeout:.0f} s")
 
 
 def query_worker(base_url: str, sql: str) -> list[dict]:
@@ -212,7 +213,7 @@ def cmd_replay(args) -> int:
             report = replay(
                 path, settings, rate=args.rate,
                 on_progress=lambda done: progress.update(task, completed=done),
-                on_problem=lambda msg: progress.console.print(f"[yellow]bad line[/] {msg}", highlight=False),
+                on_problem=lambda msg: progress.console.print(f"[yellow]bad line[/] {msg}", highlight=False, soft_wrap=True),
             )
     except Exception as exc:
         if exc.__class__.__module__.startswith("kafka"):

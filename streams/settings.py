@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     batch_max: int = Field(2000, ge=1, description="events per processing batch")
     batch_seconds: float = Field(1.0, gt=0, description="longest wait to fill a batch")
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    rebalance_timeout: float = Field(6.0, gt=0, description="consumer group rebalance timeout, seconds")
+    session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
     log_level: str = "WARNING"
 
     def topic(self, name: str) -> str:

@@ -50,6 +50,7 @@ class Storage(Protocol):
 
     def version(self) -> tuple[int, ...]: ...
     def execute(self, sql: str) -> None: ...
+    def use_database(self) -> None: ...
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None: ...
     def query(self, sql: str) -> list[dict[str, Any]]:
         """Rows as dicts of JSON-like values (dates and times as ClickHouse text, UTC)."""
@@ -72,9 +73,12 @@ def schema_statements(database: str, version: tuple[int, ...], schema_file: Path
 
 
 def apply_schema(storage: Storage) -> None:
-    """Create the database and tables if they do not exist (idempotent)."""
+    """Create the database and tables if they do not exist (idempotent).
+
+    Afterwards ``storage.query`` resolves unqualified table names in its database."""
     for statement in schema_statements(storage.database, storage.version()):
         storage.execute(statement)
+    storage.use_database()
 
 
 def _plain(value: Any) -> Any:
@@ -94,16 +98,22 @@ class ServerStorage:
 
         parts = urlparse(url)
         self.database = (parts.path or "/").strip("/") or DEFAULT_DB
-        self._client = Client(
+        self._connect = dict(
             host=parts.hostname or "127.0.0.1",
             port=parts.port or 9000,
             user=unquote(parts.username or "default"),
             password=unquote(parts.password or "") or (password or ""),
             connect_timeout=5,
             send_receive_timeout=60,
-            settings={"use_numpy": False},
         )
+        self._client = Client(**self._connect)
         self._version: tuple[int, ...] | None = None
+
+    def use_database(self) -> None:
+        from clickhouse_driver import Client
+
+        self._client.disconnect()
+        self._client = Client(**self._connect, database=self.database)
 
     def version(self) -> tuple[int, ...]:
         if self._version is None:
@@ -160,6 +170,9 @@ class EmbeddedStorage:
 
     def execute(self, sql: str) -> None:
         self._conn.query(sql)
+
+    def use_database(self) -> None:
+        self._conn.query(f"USE {self.database}")
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:

