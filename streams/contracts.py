@@ -16,6 +16,7 @@ Rejection(stage='validate', reason='unsupported_schema_version', detail='schema_
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any, Literal, NamedTuple, Union
 
@@ -25,6 +26,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    StrictBool,
     Field,
     ValidationError,
     ValidationInfo,
@@ -43,15 +45,18 @@ MAX_FUTURE = timedelta(days=1)
 UTILITY_UNITS = {"electricity": "kWh", "water": "m3", "gas": "m3"}
 
 
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
 def _require_str(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 string with a UTC offset")
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 string with a UTC offset, e.g. 2024-03-01T08:00:00+08:00")
     return value
 
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_str)]
 Text64 = Annotated[str, Field(min_length=1, max_length=64)]
-Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
 Period = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 
 
@@ -93,7 +98,7 @@ class Registry(_Event):
     registered_capital_cny: Money
     established_on: date
     status: Literal["active", "suspended", "deregistered", "revoked"]
-    key_enterprise: bool = False
+    key_enterprise: StrictBool = False
 
 
 class Reading(BaseModel):
@@ -103,8 +108,8 @@ class Reading(BaseModel):
 
     start: Timestamp
     end: Timestamp
-    amount: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    estimated: bool = False
+    amount: Money
+    estimated: StrictBool = False
 
     @model_validator(mode="after")
     def _span(self) -> "Reading":

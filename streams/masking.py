@@ -18,7 +18,7 @@ import re
 
 # An ID number: 6-digit region, birth date 19xx/20xx-MM-DD, 3-digit sequence, check digit/X.
 _RESIDENT_ID = re.compile(
-    r"(?<![0-9A-Za-z])([1-9]\d{5})((?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))(\d{3}[0-9Xx])(?![0-9A-Za-z])"
+    r"(?<!\d)([1-9]\d{5})((?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))(\d{3}[0-9Xx])(?![0-9Xx])"
 )
 # Optional +86 / 86 prefix, then 1[3-9] + 9 digits, not inside a longer digit run.
 _MOBILE = re.compile(r"(?<!\d)((?:\+?86[- ]?)?1[3-9]\d)(\d{4})(\d{4})(?!\d)")

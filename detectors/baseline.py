@@ -1,0 +1,172 @@
+"""Robust baselines: what a value is expected to be, from a bounded recent history.
+
+``RobustWindow`` keeps the last *n* values and answers median and a robust scale (MAD,
+falling back to the mean absolute deviation when more than half the values are equal).
+``SeasonalBaseline`` keeps one window per kind of day (working days, Saturdays, Sundays)
+and learns only from ordinary days: public holidays, adjusted working days and the Spring
+Festival shutdown are skipped, so they never pull the expected level down.
+
+>>> w = RobustWindow(5)
+>>> for v in [10, 12, 11, 100, 9]:
+...     w.push(v)
+>>> w.median(), round(w.scale(), 2)
+(11.0, 1.48)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import date
+from statistics import median as _median
+
+from detectors.calendar import day_type
+
+MAD_TO_SIGMA = 1.4826   # MAD of a normal sample times this estimates its standard deviation
+MEAN_AD_TO_SIGMA = 1.2533
+
+
+def robust_scale(values, center: float | None = None) -> float:
+    """A robust estimate of the spread of ``values`` (in standard-deviation units).
+
+    MAD × 1.4826, or, when the MAD is zero (more than half the values equal), the mean
+    absolute deviation × 1.2533, so a mostly-constant series still has a usable scale.
+
+    >>> robust_scale([5, 5, 5, 5, 9])
+    1.00264
+    """
+    values = list(values)
+    if not values:
+        return 0.0
+    c = _median(values) if center is None else center
+    deviations = [abs(v - c) for v in values]
+    mad = _median(deviations)
+    if mad > 0:
+        return MAD_TO_SIGMA * mad
+    return MEAN_AD_TO_SIGMA * sum(deviations) / len(deviations)
+
+
+class RobustWindow:
+    """The last ``size`` values of a series, with median and robust scale.
+
+    Bounded state (a ``deque`` with ``maxlen``), picklable, no clock.
+
+    >>> w = RobustWindow(3)
+    >>> for v in [1.0, 2.0, 3.0, 4.0]:
+    ...     w.push(v)
+    >>> list(w.values), len(w)
+    ([2.0, 3.0, 4.0], 3)
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self, size: int):
+        self.values: deque[float] = deque(maxlen=size)
+
+    def push(self, value: float) -> None:
+        self.values.append(float(value))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def median(self) -> float | None:
+        return _median(self.values) if self.values else None
+
+    def scale(self) -> float:
+        return robust_scale(self.values)
+
+    def shift(self, offset: float) -> None:
+        """Add ``offset`` to every value (re-centre after a confirmed level shift)."""
+        self.values = deque((v + offset for v in self.values), maxlen=self.values.maxlen)
+
+    def __getstate__(self):
+        return (self.values.maxlen, list(self.values))
+
+    def __setstate__(self, state):
+        size, values = state
+        self.values = deque(values, maxlen=size)
+
+
+def day_class(day: date) -> str | None:
+    """The baseline class of a day: ``work``, ``sat``, ``sun``, or None for a day no
+    baseline learns from (public holiday, adjusted working day, Spring Festival shutdown).
+
+    >>> day_class(date(2024, 4, 8)), day_class(date(2024, 4, 13)), day_class(date(2024, 2, 12))
+    ('work', 'sat', None)
+    """
+    kind = day_type(day)
+    if kind == "workday":
+        return "work"
+    if kind == "weekend":
+        return "sat" if day.weekday() == 5 else "sun"
+    return None
+
+
+class SeasonalBaseline:
+    """Expected daily level of one series by kind of day, from a bounded recent window.
+
+    ``expected(day)`` is the median of the recent values of the same class (working day,
+    Saturday, Sunday) once that class has ``min_history`` values, else None (still
+    learning).  ``learn(day, value)`` adds a value if the day is an ordinary day.
+
+    >>> from datetime import timedelta
+    >>> b = SeasonalBaseline(work_size=10, rest_size=4, min_history=3)
+    >>> start = date(2024, 4, 8)                       # a Monday
+    >>> for i in range(21):
+    ...     d = start + timedelta(days=i)
+    ...     _ = b.learn(d, 100.0 if d.weekday() < 5 else 20.0)
+    >>> b.expected(date(2024, 4, 24)), b.expected(date(2024, 4, 27)), b.expected(date(2024, 2, 12))
+    (100.0, 20.0, None)
+    """
+
+    __slots__ = ("windows", "min_history")
+
+    def __init__(self, work_size: int = 20, rest_size: int = 6, min_history: int = 8):
+        self.windows = {"work": RobustWindow(work_size), "sat": RobustWindow(rest_size),
+                        "sun": RobustWindow(rest_size)}
+        self.min_history = min_history
+
+    def learn(self, day: date, value: float) -> bool:
+        """Add ``value`` for ``day`` if the day is ordinary; True if it was learned."""
+        cls = day_class(day)
+        if cls is None:
+            return False
+        self.windows[cls].push(value)
+        return True
+
+    def ready(self, cls: str = "work") -> bool:
+        return len(self.windows[cls]) >= (self.min_history if cls == "work" else min(3, self.min_history))
+
+    def expected(self, day: date) -> float | None:
+        """Expected value on ``day``, or None (holiday, shutdown, or not enough history)."""
+        cls = day_class(day)
+        if cls is None or not self.ready(cls):
+            return None
+        return self.windows[cls].median()
+
+    def scale(self, day: date) -> float:
+        """Robust spread of the values of ``day``'s class (0 while unknown)."""
+        cls = day_class(day)
+        return self.windows[cls].scale() if cls is not None else 0.0
+
+    def workday_level(self) -> float | None:
+        """The median working-day level (None while learning)."""
+        return self.windows["work"].median() if self.ready("work") else None
+
+    def reset_to(self, values_by_class: dict[str, list[float]]) -> None:
+        """Replace the history of the given classes (accept a new level)."""
+        for cls, values in values_by_class.items():
+            window = self.windows[cls]
+            window.values.clear()
+            for v in values:
+                window.push(v)
+
+    def __getstate__(self):
+        return (self.min_history, {k: w.__getstate__() for k, w in self.windows.items()})
+
+    def __setstate__(self, state):
+        self.min_history, windows = state
+        self.windows = {}
+        for k, s in windows.items():
+            w = RobustWindow.__new__(RobustWindow)
+            w.__setstate__(s)
+            self.windows[k] = w

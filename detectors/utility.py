@@ -1,0 +1,232 @@
+"""One utility series (electricity, water or gas) of one enterprise, day by day.
+
+``UtilitySeries.observe(day, amount, ...)`` is called once per closed local day, in day
+order.  It scores the day against the enterprise's own seasonal baseline, feeds the
+drop and spike state machines, keeps monthly totals (for the monthly rules), and learns
+the day only if it looks ordinary, so a stop never teaches the baseline that a stop is
+normal.
+
+Drop (``utility_drop``): on official working days only (weekends and adjusted working days
+are skipped; public holidays and the Spring Festival shutdown break a run), a day is *low*
+when it is below ``drop_ratio`` of expected and at least ``min_z`` robust sigmas below.
+A run of ``drop_days`` low days opens the drop, but only days the peers did not share count:
+each low day is recorded in the cohort, and a day on which at least ``peer_share`` of the
+peers were low too is a seasonal stop, not this enterprise's own.  (A day's share is read
+on the next working day, once every peer has reported it.)  Two working days back at
+``drop_ratio`` or more clear it.
+
+Spike (``utility_spike``): on ordinary days (working days and weekends), above
+``spike_ratio`` of expected (on rest days at least ``spike_rest_floor`` of a working day is
+expected) and ``min_z`` sigmas above, for ``spike_days`` days in a row.  After
+``spike_adapt_days`` the higher level is learned as the new normal, which clears it.
+
+>>> from datetime import date, timedelta
+>>> from detectors.cohorts import Cohorts
+>>> s, cohorts = UtilitySeries("electricity"), Cohorts()
+>>> day = date(2024, 4, 8)
+>>> for i in range(40):
+...     d = day + timedelta(days=i)
+...     s.observe(d, 1000.0 + (i % 5) * 10 if i < 35 else 50.0, None, cohorts, "e1")
+>>> s.drop_start, s.spike_start
+(datetime.date(2024, 5, 13), None)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import date
+
+from detectors.baseline import SeasonalBaseline
+from detectors.calendar import day_type
+from detectors.findings import period_of
+from detectors.thresholds import DEFAULT, Thresholds
+
+UNITS = {"electricity": "kWh", "water": "m3", "gas": "m3"}
+MONTHS_KEPT = 14
+
+
+class UtilitySeries:
+    """Baseline, drop and spike state and monthly totals of one utility of one enterprise."""
+
+    __slots__ = ("utility", "baseline", "last_day", "months",
+                 "run_unshared", "run_first", "pending", "lows", "low_days", "near_zero",
+                 "drop_start", "drop_last", "drop_ok",
+                 "spike_run", "spike_first", "highs", "spike_start", "spike_last", "spike_ok")
+
+    def __init__(self, utility: str, t: Thresholds = DEFAULT):
+        self.utility = utility
+        self.baseline = SeasonalBaseline(t.baseline_work_days, t.baseline_rest_days, t.baseline_min_days)
+        self.last_day: date | None = None
+        self.months: dict[str, list[float]] = {}   # period -> [total, days with data, active days]
+        self.run_unshared = 0
+        self.run_first: date | None = None
+        self.pending: date | None = None
+        self.lows: deque = deque(maxlen=5)          # (amount, expected) of recent low days
+        self.low_days = 0                           # low working days in the run or drop
+        self.near_zero = 0
+        self.drop_start: date | None = None
+        self.drop_last: date | None = None
+        self.drop_ok = 0
+        self.spike_run = 0
+        self.spike_first: date | None = None
+        self.highs: deque = deque(maxlen=5)
+        self.spike_start: date | None = None
+        self.spike_last: date | None = None
+        self.spike_ok = 0
+
+    # -- the day ---------------------------------------------------------------------------
+    def observe(self, day: date, amount: float | None, profile: dict | None, cohorts,
+                member: str, t: Thresholds = DEFAULT) -> None:
+        """Take one closed day (``amount`` None = no data that day)."""
+        if self.last_day is not None and day <= self.last_day:
+            return  # each day once
+        self.last_day = day
+        if amount is None:
+            return
+        self._count_month(day, amount, t)
+        kind = day_type(day)
+        expected = self.baseline.expected(day)
+        scale = self.baseline.scale(day)
+        if kind in ("holiday", "spring_festival"):
+            if self.drop_start is None:
+                self._reset_run()
+            return
+        drop_ratio = spike_ratio = None
+        if kind == "workday" and expected:
+            drop_ratio = amount / expected
+            self._drop(day, amount, expected, scale, profile, cohorts, t)
+        if kind in ("workday", "weekend") and expected is not None:
+            base = expected
+            level = self.baseline.workday_level()
+            if kind == "weekend" and level:
+                base = max(expected, t.spike_rest_floor * level)
+            if base > 0:
+                spike_ratio = amount / base
+                self._spike(day, amount, base, scale, t)
+        self._learn(day, amount, kind, expected, drop_ratio, spike_ratio, t)
+
+    def _count_month(self, day: date, amount: float, t: Thresholds) -> None:
+        period = period_of(day)
+        month = self.months.get(period)
+        if month is None:
+            month = self.months[period] = [0.0, 0, 0]
+            for old in sorted(self.months)[:-MONTHS_KEPT]:
+                del self.months[old]
+        month[0] += amount
+        month[1] += 1
+        month[2] += amount > t.active_day_amount
+
+    def _drop(self, day, amount, expected, scale, profile, cohorts, t: Thresholds) -> None:
+        ratio = amount / expected
+        low = ratio < t.drop_ratio and expected - amount >= t.min_z * scale
+        cohorts.record_day(profile, self.utility, day, low)
+        if self.pending is not None:  # yesterday's share is complete now
+            share = cohorts.low_share(profile, self.utility, self.pending, t.peer_min_members)
+            if share is None or share < t.peer_share:
+                self.run_unshared += 1
+                self.run_first = self.run_first or self.pending
+            self.pending = None
+        self.near_zero = self.near_zero + 1 if ratio < t.drop_critical_ratio else 0
+        if self.drop_start is None:
+            if not low:
+                self._reset_run()
+                return
+            self.lows.append((amount, expected))
+            self.low_days += 1
+            if self.run_unshared + 1 >= t.drop_days:
+                self.drop_start = self.run_first or day
+                self.drop_last, self.drop_ok = day, 0
+                self.run_unshared, self.run_first = 0, None
+            else:
+                self.pending = day
+            return
+        if ratio < t.drop_ratio:
+            self.lows.append((amount, expected))
+            self.low_days += 1
+            self.drop_last, self.drop_ok = day, 0
+        else:
+            self.drop_ok += 1
+            if self.drop_ok >= t.drop_clear_days:
+                self.drop_start = self.drop_last = None
+                self._reset_run()
+
+    def _reset_run(self) -> None:
+        self.run_unshared, self.run_first, self.pending = 0, None, None
+        self.lows.clear()
+        self.low_days = 0
+        self.near_zero = 0
+
+    def _spike(self, day, amount, base, scale, t: Thresholds) -> None:
+        ratio = amount / base
+        if self.spike_start is None:
+            if ratio > t.spike_ratio and amount - base >= t.min_z * scale:
+                self.spike_run += 1
+                self.spike_first = self.spike_first or day
+                self.highs.append((amount, base))
+                if self.spike_run >= t.spike_days:
+                    self.spike_start, self.spike_last, self.spike_ok = self.spike_first, day, 0
+            else:
+                self.spike_run, self.spike_first = 0, None
+                self.highs.clear()
+            return
+        if ratio > t.spike_ratio:
+            self.highs.append((amount, base))
+            self.spike_last, self.spike_ok = day, 0
+        else:
+            self.spike_ok += 1
+            if self.spike_ok >= t.spike_clear_days:
+                self.spike_start = self.spike_last = None
+                self.spike_run, self.spike_first = 0, None
+                self.highs.clear()
+
+    def _learn(self, day, amount, kind, expected, drop_ratio, spike_ratio, t: Thresholds) -> None:
+        if self.drop_start is not None or self.pending is not None:
+            return
+        if self.spike_start is not None:
+            if (day - self.spike_start).days < t.spike_adapt_days:
+                return
+        elif self.spike_run:
+            return
+        if expected is not None:
+            if drop_ratio is not None and drop_ratio < t.drop_ratio:
+                return
+            if spike_ratio is not None and spike_ratio > t.spike_ratio and self.spike_start is None:
+                return
+        self.baseline.learn(day, amount)
+
+    # -- what the rules report -------------------------------------------------------------
+    @property
+    def unit(self) -> str:
+        return UNITS.get(self.utility, "")
+
+    def drop_summary(self) -> tuple[float, float]:
+        """Mean observed and expected daily amount over the recent low days."""
+        return _means(self.lows)
+
+    def spike_summary(self) -> tuple[float, float]:
+        return _means(self.highs)
+
+    def month(self, period: str) -> tuple[float, int, int] | None:
+        """(total, days with data, active days) of ``period``, or None."""
+        m = self.months.get(period)
+        return (m[0], int(m[1]), int(m[2])) if m else None
+
+    def __getstate__(self):
+        return tuple(_pack(getattr(self, name)) for name in self.__slots__)
+
+    def __setstate__(self, state):
+        for name, value in zip(self.__slots__, state):
+            if name in ("lows", "highs"):
+                value = deque(value, maxlen=5)
+            setattr(self, name, value)
+
+
+def _pack(value):
+    return list(value) if isinstance(value, deque) else value
+
+
+def _means(pairs) -> tuple[float, float]:
+    if not pairs:
+        return 0.0, 0.0
+    n = len(pairs)
+    return sum(a for a, _ in pairs) / n, sum(e for _, e in pairs) / n

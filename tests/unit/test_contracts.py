@@ -1,0 +1,208 @@
+"""Input contract v1 (SPEC §2): one valid example per kind, one rejection per rule."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from streams.contracts import Complaint, Registry, Rejection, Social, Tax, Utility, decode_event, validate_event
+
+NOW = datetime(2024, 3, 10, 12, 0, tzinfo=timezone.utc)
+COMMON = {"event_id": "ev-1", "uscc": "914403001922038216", "source": "dept-system",
+          "event_time": "2024-03-10T09:00:00+08:00", "schema_version": 1}
+READING = {"start": "2024-03-09T00:00:00+08:00", "end": "2024-03-10T00:00:00+08:00",
+           "amount": 1234.5, "estimated": False}
+VALID = {
+    "registry": {"kind": "registry", "name": "东莞示范制造有限公司", "industry": "C39", "town": "长安镇",
+                 "registered_capital_cny": 5_000_000, "established_on": "2015-03-01", "status": "active",
+                 "key_enterprise": True},
+    "utility": {"kind": "utility", "utility": "electricity", "unit": "kWh", "meter_id": "m-1",
+                "readings": [READING]},
+    "tax": {"kind": "tax", "period": "2024-02", "declared_sales_cny": 120000.0, "tax_paid_cny": 3600.0},
+    "social": {"kind": "social", "period": "2024-02", "insured_headcount": 57, "contributions_cny": 61000.0},
+    "complaint": {"kind": "complaint", "complaint_id": "c-1", "category": "product_quality",
+                  "channel": "12315_hotline", "text": "产品有质量问题"},
+}
+
+
+def event(kind_: str, /, **changes) -> dict:
+    """A valid event of ``kind_`` with ``changes`` applied (a value of ... removes the field)."""
+    obj = {**COMMON, **VALID[kind_], **changes}
+    return {k: v for k, v in obj.items() if v is not ...}
+
+
+def reading(**changes) -> dict:
+    return {**READING, **changes}
+
+
+def reason(obj, **kw) -> str:
+    result = validate_event(obj, now=NOW, **kw)
+    assert isinstance(result, Rejection), f"accepted: {result!r}"
+    return result.reason
+
+
+@pytest.mark.parametrize("kind, model", [("registry", Registry), ("utility", Utility), ("tax", Tax),
+                                         ("social", Social), ("complaint", Complaint)],
+                         ids=["registry", "utility", "tax", "social", "complaint"])
+def test_a_valid_event_of_each_kind_decodes_to_its_model(kind, model):
+    ev = decode_event(orjson.dumps(event(kind)), topic_kind=kind, now=NOW)
+    assert type(ev) is model and ev.kind == kind and ev.uscc == COMMON["uscc"]
+
+
+INVALID = [
+    # the fields every event carries
+    ("bad-check-digit", event("tax", uscc="914403001922038217"), "invalid_uscc"),
+    ("uscc-17-chars", event("tax", uscc="91440300192203821"), "invalid_uscc"),
+    ("uscc-missing", event("tax", uscc=...), "missing_uscc"),
+    ("event-id-empty", event("tax", event_id=""), "invalid_event_id"),
+    ("event-id-65-chars", event("tax", event_id="e" * 65), "invalid_event_id"),
+    ("event-id-missing", event("tax", event_id=...), "missing_event_id"),
+    ("source-empty", event("tax", source=""), "invalid_source"),
+    ("source-65-chars", event("tax", source="s" * 65), "invalid_source"),
+    ("event-time-naive", event("tax", event_time="2024-03-10T09:00:00"), "invalid_event_time"),
+    ("event-time-date-only", event("tax", event_time="2024-03-10"), "invalid_event_time"),
+    ("event-time-number", event("tax", event_time=1710032400), "invalid_event_time"),
+    ("event-time-future", event("tax", event_time="2024-03-11T12:00:01Z"), "future_event_time"),
+    ("schema-version-2", event("tax", schema_version=2), "unsupported_schema_version"),
+    ("schema-version-string", event("tax", schema_version="1"), "unsupported_schema_version"),
+    ("schema-version-missing", event("tax", schema_version=...), "missing_schema_version"),
+    ("kind-unknown", event("tax", kind="invoice"), "unknown_kind"),
+    ("kind-missing", event("tax", kind=...), "unknown_kind"),
+    # utility
+    ("water-in-kwh", event("utility", utility="water", unit="kWh"), "invalid_unit"),
+    ("electricity-in-m3", event("utility", utility="electricity", unit="m3"), "invalid_unit"),
+    ("utility-unknown", event("utility", utility="steam"), "invalid_utility"),
+    ("no-readings", event("utility", readings=[]), "invalid_readings"),
+    ("10001-readings", event("utility", readings=[READING] * 10_001), "invalid_readings"),
+    ("end-equals-start", event("utility", readings=[reading(end=READING["start"])]), "invalid_readings"),
+    ("span-over-31-days", event("utility", readings=[reading(start="2024-02-07T23:59:59+08:00")]),
+     "invalid_readings"),
+    ("negative-amount", event("utility", readings=[reading(amount=-0.1)]), "invalid_readings"),
+    ("amount-nan-string", event("utility", readings=[reading(amount="NaN")]), "invalid_readings"),
+    ("amount-infinity-string", event("utility", readings=[reading(amount="Infinity")]), "invalid_readings"),
+    ("amount-infinity-float", event("utility", readings=[reading(amount=float("inf"))]), "invalid_readings"),
+    ("amount-nan-float", event("utility", readings=[reading(amount=float("nan"))]), "invalid_readings"),
+    ("reading-naive-start", event("utility", readings=[reading(start="2024-03-09T00:00:00")]),
+     "invalid_readings"),
+    # registry
+    ("industry-lowercase", event("registry", industry="c39"), "invalid_industry"),
+    ("industry-one-digit", event("registry", industry="C3"), "invalid_industry"),
+    ("industry-no-such-section", event("registry", industry="Z99"), "invalid_industry"),
+    ("status-unknown", event("registry", status="closed"), "invalid_status"),
+    ("capital-negative", event("registry", registered_capital_cny=-1), "invalid_registered_capital_cny"),
+    ("established-not-a-date", event("registry", established_on="2015-13-01"), "invalid_established_on"),
+    # tax
+    ("period-month-13", event("tax", period="2024-13"), "invalid_period"),
+    ("period-one-digit-month", event("tax", period="2024-1"), "invalid_period"),
+    ("period-missing", event("tax", period=...), "missing_period"),
+    ("sales-negative", event("tax", declared_sales_cny=-5.0), "invalid_declared_sales_cny"),
+    ("tax-nan-string", event("tax", tax_paid_cny="NaN"), "invalid_tax_paid_cny"),
+    # social
+    ("headcount-negative", event("social", insured_headcount=-1), "invalid_insured_headcount"),
+    ("headcount-3.5", event("social", insured_headcount=3.5), "invalid_insured_headcount"),
+    ("contributions-negative", event("social", contributions_cny=-1.0), "invalid_contributions_cny"),
+    # complaint
+    ("category-unknown", event("complaint", category="noise"), "invalid_category"),
+    ("channel-unknown", event("complaint", channel="wechat"), "invalid_channel"),
+    ("text-5001-chars", event("complaint", text="字" * 5001), "invalid_text"),
+]
+
+
+@pytest.mark.parametrize("obj, expected", [(o, r) for _, o, r in INVALID], ids=[i for i, _, _ in INVALID])
+def test_an_event_breaking_a_rule_is_rejected_with_its_reason(obj, expected):
+    assert reason(obj) == expected
+
+
+@pytest.mark.parametrize("obj", [event("tax", event_time="2024-03-11T12:00:00Z"),
+                                 event("tax", event_time="2024-03-11T20:00:00+08:00")],
+                         ids=["utc", "cst"])
+def test_an_event_time_exactly_one_day_ahead_is_accepted(obj):
+    assert isinstance(validate_event(obj, now=NOW), Tax)
+
+
+def test_a_future_event_time_is_rejected_at_the_validate_stage():
+    assert validate_event(event("tax", event_time="2024-03-12T00:00:00Z"), now=NOW).stage == "validate"
+
+
+@pytest.mark.parametrize("obj", [event("utility", readings=[READING] * 10_000),
+                                 event("utility", readings=[reading(start="2024-02-08T00:00:00+08:00",
+                                                                    end="2024-03-10T00:00:00+08:00")]),
+                                 event("utility", utility="gas", unit="m3"),
+                                 event("utility", readings=[reading(amount=0)])],
+                         ids=["10000-readings", "31-day-span", "gas-in-m3", "zero-amount"])
+def test_utility_uploads_at_the_limits_are_accepted(obj):
+    assert isinstance(validate_event(obj, now=NOW), Utility)
+
+
+@pytest.mark.parametrize("industry", ["C39", "C", "A01", "T"])
+def test_industry_is_a_section_letter_with_an_optional_division(industry):
+    assert validate_event(event("registry", industry=industry), now=NOW).industry == industry
+
+
+def test_key_enterprise_defaults_to_false():
+    assert validate_event(event("registry", key_enterprise=...), now=NOW).key_enterprise is False
+
+
+@pytest.mark.parametrize("sales, paid, zero", [(0, 0, True), (0.0, 12.5, False), (100.0, 0, False)])
+def test_a_tax_return_with_both_amounts_zero_is_a_zero_return(sales, paid, zero):
+    ev = validate_event(event("tax", declared_sales_cny=sales, tax_paid_cny=paid), now=NOW)
+    assert ev.is_zero_return is zero
+
+
+def test_complaint_text_of_5000_chars_is_accepted():
+    assert len(validate_event(event("complaint", text="字" * 5000), now=NOW).text) == 5000
+
+
+def test_complaint_text_is_masked_in_the_model():
+    ev = validate_event(event("complaint", text="我的手机13800138000，身份证44030119900101123X"), now=NOW)
+    assert ev.text == "我的手机138****8000，身份证440301********123X"
+
+
+def test_unknown_extra_fields_are_ignored():
+    ev = validate_event(event("tax", department_note="补报", extra={"a": 1}), now=NOW)
+    assert isinstance(ev, Tax) and not hasattr(ev, "department_note")
+
+
+def test_an_event_on_another_kinds_topic_is_wrong_topic():
+    assert reason(event("tax"), topic_kind="social") == "wrong_topic"
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [(b"{not json", "invalid_json"),
+     ('{"kind": "tax"}'.encode("utf-16"), "invalid_json"),
+     (b'{"kind": "tax", "event_id": "\xff\xfe"}', "invalid_json"),
+     (b'{"amount": NaN}', "invalid_json"),
+     (b'{"amount": 1e400}', "invalid_json"),
+     (b"", "invalid_json"),
+     (None, "invalid_json"),
+     (b"[1, 2]", "not_an_object"),
+     (b'"tax"', "not_an_object")],
+    ids=["garbage", "utf-16", "non-utf8-bytes", "nan-literal", "overflow-to-infinity", "empty", "tombstone",
+         "array", "string"],
+)
+def test_bytes_that_are_not_a_json_object_are_rejected_at_the_decode_stage(raw, expected):
+    result = decode_event(raw, now=NOW)
+    assert (result.stage, result.reason) == ("decode", expected)
+
+
+def test_a_message_over_max_bytes_is_oversize():
+    raw = orjson.dumps(event("complaint", text="字" * 400))
+    assert decode_event(raw, max_bytes=len(raw) - 1, now=NOW).reason == "oversize"
+    assert isinstance(decode_event(raw, max_bytes=len(raw), now=NOW), Complaint)
+
+
+@pytest.mark.parametrize("when", ["1710032400", "2024-03-10T09:00:00+0800"], ids=["unix-seconds", "offset-no-colon"])
+def test_event_time_must_be_rfc3339_with_offset(when):
+    assert reason(event("tax", event_time=when)) == "invalid_event_time"
+
+
+@pytest.mark.parametrize("obj, expected", [
+    (event("tax", declared_sales_cny=True), "invalid_declared_sales_cny"),
+    (event("tax", declared_sales_cny="120000"), "invalid_declared_sales_cny"),
+    (event("registry", key_enterprise="yes"), "invalid_key_enterprise"),
+], ids=["bool-amount", "string-amount", "yes-as-bool"])
+def test_values_of_the_wrong_json_type_are_rejected(obj, expected):
+    assert reason(obj) == expected

@@ -1,0 +1,275 @@
+"""The rule families of SPEC §4, one behaviour per test, on EnterpriseDetectors directly."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from detectors.cohorts import Cohorts
+from detectors.enterprise import EnterpriseDetectors
+from detectors.thresholds import Thresholds
+
+PROFILE = {"name": "东莞示范制造有限公司", "industry": "C39", "town": "长安镇", "status": "active",
+           "established_on": date(2015, 3, 1), "key_enterprise": False}
+
+
+def factory(uscc: str = "914403001922038216", **profile) -> EnterpriseDetectors:
+    det = EnterpriseDetectors(uscc)
+    det.on_profile({**PROFILE, **profile})
+    return det
+
+
+def days(start: date, n: int):
+    return [start + timedelta(days=i) for i in range(n)]
+
+
+def feed(det, values, start=date(2024, 4, 8), n=80, utility="electricity", cohorts=None):
+    """Feed ``n`` daily values (a function of the day; None = no data); return the findings."""
+    out = []
+    for day in days(start, n):
+        out += det.on_day(utility, day, values(day), cohorts)
+    return out
+
+
+def normal(day: date) -> float:
+    return 1000.0 + 37 * (day.toordinal() % 5) if day.weekday() < 5 else 400.0
+
+
+def test_a_drop_below_30_percent_on_3_working_days_alerts():
+    det = factory()
+    stop = date(2024, 6, 3)                                # a Monday
+    found = feed(det, lambda d: normal(d) if d < stop else 100.0)
+    opened = [f for f in found if f.rule == "utility_drop"]
+    assert opened[0].status == "open" and opened[0].window_start == stop
+    assert opened[0].window_end == date(2024, 6, 5)        # the third working day
+    assert opened[0].observed < 0.3 * opened[0].expected
+
+
+def test_two_low_working_days_are_not_a_drop():
+    det = factory()
+    found = feed(det, lambda d: 100.0 if d in (date(2024, 6, 3), date(2024, 6, 4)) else normal(d))
+    assert [f for f in found if f.rule == "utility_drop"] == []
+
+
+def test_a_low_weekend_is_not_a_drop():
+    det = factory()
+    found = feed(det, lambda d: 5.0 if d.weekday() >= 5 else normal(d))
+    assert found == []
+
+
+def test_a_spring_festival_stop_shared_by_peers_does_not_alert():
+    cohorts = Cohorts()
+    peers = [factory(f"peer{i}") for i in range(15)]
+    found = []
+    for day in days(date(2023, 12, 1), 110):               # December to mid-March 2024
+        for det in peers:
+            stopped = date(2024, 1, 30) <= day <= date(2024, 3, 12)   # longer than the official holiday
+            found += det.on_day("electricity", day, 20.0 if stopped else normal(day), cohorts)
+    assert found == []
+
+
+def test_an_own_stop_while_the_peers_work_alerts_despite_the_cohort():
+    cohorts = Cohorts()
+    peers = [factory(f"peer{i}") for i in range(15)]
+    found = {}
+    for day in days(date(2024, 4, 8), 70):
+        for i, det in enumerate(peers):
+            stopped = i == 0 and day >= date(2024, 6, 3)
+            found.setdefault(i, []).extend(det.on_day("electricity", day, 50.0 if stopped else normal(day), cohorts))
+    assert [f.rule for f in found[0]][:1] == ["utility_drop"]
+    assert all(not f for i, f in found.items() if i)
+
+
+def test_a_drop_resolves_when_consumption_comes_back_and_keeps_its_window_start():
+    det = factory()
+    found = feed(det, lambda d: 50.0 if date(2024, 6, 3) <= d < date(2024, 6, 17) else normal(d))
+    drops = [f for f in found if f.rule == "utility_drop"]
+    assert drops[0].status == "open" and drops[-1].status == "resolved"
+    assert {f.window_start for f in drops} == {date(2024, 6, 3)}
+
+
+def test_a_near_total_stop_of_5_working_days_is_critical():
+    det = factory()
+    found = feed(det, lambda d: 0.0 if d >= date(2024, 6, 3) else normal(d))
+    severities = [f.severity for f in found if f.rule == "utility_drop"]
+    assert severities[0] == "warning" and "critical" in severities
+
+
+def test_a_spike_above_3x_for_2_days_alerts():
+    det = factory()
+    spike = {date(2024, 6, 4), date(2024, 6, 5)}
+    found = feed(det, lambda d: 5000.0 if d in spike else normal(d))
+    spikes = [f for f in found if f.rule == "utility_spike"]
+    assert spikes[0].status == "open" and spikes[0].window_start == date(2024, 6, 4)
+    assert spikes[-1].status == "resolved"
+
+
+def test_a_one_day_spike_is_not_an_alert():
+    det = factory()
+    assert feed(det, lambda d: 5000.0 if d == date(2024, 6, 4) else normal(d)) == []
+
+
+def test_a_new_higher_level_is_adopted_after_the_adaptation_period():
+    det = factory()
+    found = feed(det, lambda d: normal(d) * (4 if d >= date(2024, 5, 20) else 1), n=120)
+    spikes = [f for f in found if f.rule == "utility_spike"]
+    assert spikes[0].status == "open" and spikes[-1].status == "resolved"
+
+
+def test_missing_days_are_not_a_drop():
+    det = factory()
+    assert feed(det, lambda d: None if d >= date(2024, 6, 3) else normal(d)) == []
+
+
+def test_a_zero_return_streak_of_3_months_alerts_and_is_critical_while_the_meters_run():
+    det = factory()
+    feed(det, normal, start=date(2024, 1, 1))
+    found = []
+    for period in ("2024-01", "2024-02", "2024-03"):
+        found += det.on_tax(period, 0.0, 0.0)
+    assert [(f.rule, f.severity) for f in found] == [("tax_zero_streak", "critical")]
+    assert found[0].window_start == date(2024, 1, 1) and found[0].window_end == date(2024, 3, 31)
+    assert [f.status for f in det.on_tax("2024-04", 5e5, 1.5e4)] == ["resolved"]
+
+
+def test_zero_returns_of_a_new_enterprise_do_not_alert():
+    det = factory(established_on=date(2024, 1, 10))
+    found = [f for p in ("2024-01", "2024-02", "2024-03") for f in det.on_tax(p, 0.0, 0.0)]
+    assert found == []
+
+
+def test_a_corrected_return_replaces_the_zero_and_clears_the_streak():
+    det = factory()
+    for period in ("2024-01", "2024-02", "2024-03"):
+        det.on_tax(period, 0.0, 0.0)
+    assert [f.status for f in det.on_tax("2024-03", 8e5, 2e4)] == ["resolved"]
+
+
+def test_sales_below_half_of_last_year_and_the_trailing_median_alert():
+    det = factory()
+    for i in range(1, 13):
+        det.on_tax(f"2023-{i:02d}", 1e6, 3e4)
+    det.on_tax("2024-01", 1e6, 3e4)
+    found = det.on_tax("2024-02", 3e5, 9e3)
+    assert [(f.rule, f.observed, f.expected) for f in found] == [("tax_sales_drop", 3e5, 1e6)]
+
+
+def test_a_seasonal_dip_that_last_year_also_had_is_not_a_sales_drop():
+    det = factory()
+    for i in range(1, 13):
+        det.on_tax(f"2023-{i:02d}", 4e5 if i == 2 else 1e6, 3e4)
+    det.on_tax("2024-01", 1e6, 3e4)
+    assert det.on_tax("2024-02", 4e5, 1e4) == []
+
+
+def test_a_headcount_drop_of_30_percent_and_10_people_in_a_month_alerts():
+    det = factory()
+    assert det.on_social("2024-03", 100, 1e5) == []
+    found = det.on_social("2024-04", 65, 6.5e4)
+    assert [(f.rule, f.observed, f.expected) for f in found] == [("headcount_drop", 65.0, 100.0)]
+
+
+def test_a_small_firm_losing_3_of_8_people_is_not_a_mass_layoff():
+    det = factory()
+    det.on_social("2024-03", 8, 8e3)
+    assert det.on_social("2024-04", 5, 5e3) == []
+
+
+def test_a_headcount_drop_of_half_over_3_months_alerts():
+    det = factory()
+    found = []
+    for period, heads in (("2024-01", 200), ("2024-02", 160), ("2024-03", 130), ("2024-04", 98)):
+        found += det.on_social(period, heads, heads * 1e3)
+    assert [f.rule for f in found] == ["headcount_drop"]
+    assert found[0].expected == 200.0
+
+
+def test_a_burst_of_complaints_against_a_quiet_history_alerts():
+    det = factory()
+    for day in days(date(2024, 1, 1), 120):
+        det.on_watermark(day)
+        if day.toordinal() % 30 == 0:
+            det.on_complaint(day)
+    found = []
+    for day in (date(2024, 4, 30), date(2024, 5, 1), date(2024, 5, 1), date(2024, 5, 2), date(2024, 5, 3)):
+        found += det.on_complaint(day)
+    assert [(f.rule, f.observed) for f in found] == [("complaint_burst", 5.0)]
+    later = [f for day in days(date(2024, 5, 4), 14) for f in det.on_watermark(day)]
+    assert [f.status for f in later] == ["resolved"]
+
+
+def test_four_complaints_are_never_a_burst():
+    det = factory()
+    found = [f for d in days(date(2024, 5, 1), 4) for f in det.on_complaint(d)]
+    assert found == []
+
+
+def test_a_repeated_complaint_counts_once():
+    det = factory()
+    found = [f for _ in range(6) for f in det.on_complaint(date(2024, 5, 1), complaint_id="c-1")]
+    assert found == []
+
+
+def test_a_shell_with_no_activity_for_6_months_is_found_dormant_by_the_watermark():
+    det = factory()
+    found = [f for day in days(date(2024, 1, 1), 200) for f in det.on_watermark(day)]
+    assert [(f.rule, f.window_start) for f in found[:1]] == [("dormant_entity", date(2024, 1, 1))]
+    assert found[0].window_end == date(2024, 7, 1)
+
+
+def test_an_enterprise_with_staff_is_not_dormant():
+    det = factory()
+    det.on_social("2024-03", 12, 1.2e4)
+    assert [f for day in days(date(2024, 1, 1), 200) for f in det.on_watermark(day)] == []
+
+
+def test_a_deregistered_enterprise_is_not_dormant():
+    det = factory(status="deregistered")
+    assert [f for day in days(date(2024, 1, 1), 200) for f in det.on_watermark(day)] == []
+
+
+def _cohort_with_peers(n: int = 40) -> Cohorts:
+    cohorts = Cohorts(min_members=30)
+    for i in range(n):
+        cohorts.observe(PROFILE, "log_sales_per_kwh", f"peer{i}", 2.0 + 0.05 * (i % 7))
+    return cohorts
+
+
+def _powered(det, kwh_per_day: float, start=date(2024, 3, 1), n=61):
+    for day in days(start, n):
+        det.on_day("electricity", day, kwh_per_day)
+
+
+def test_sales_far_above_the_peers_per_kwh_is_a_mismatch():
+    det, cohorts = factory(), _cohort_with_peers()
+    _powered(det, 1000.0)
+    found = det.on_tax("2024-04", 30_000 * 8.0 * 30, 1e4, cohorts)   # 30x the peers' 7.4 CNY/kWh
+    assert [(f.rule, f.expected) for f in found] == [("sales_energy_mismatch", found[0].expected)]
+    assert found[0].observed > 100 and "false invoicing" in found[0].explanation["en"]
+
+
+def test_sales_far_below_the_peers_per_kwh_is_a_mismatch_the_other_way():
+    det, cohorts = factory(), _cohort_with_peers()
+    _powered(det, 1000.0)
+    found = det.on_tax("2024-04", 30_000 * 0.1, 1e2, cohorts)
+    assert [f.rule for f in found] == ["sales_energy_mismatch"]
+    assert "under-reporting" in found[0].explanation["en"]
+
+
+def test_sales_with_next_to_no_electricity_is_a_critical_mismatch():
+    det, cohorts = factory(), Cohorts()
+    _powered(det, 0.2)
+    found = det.on_tax("2024-04", 2e6, 6e4, cohorts)
+    assert [(f.rule, f.severity) for f in found] == [("sales_energy_mismatch", "critical")]
+
+
+def test_sales_in_line_with_the_peers_is_no_mismatch():
+    det, cohorts = factory(), _cohort_with_peers()
+    _powered(det, 1000.0)
+    assert det.on_tax("2024-04", 30_000 * 8.0, 7e3, cohorts) == []
+
+
+def test_thresholds_are_configurable():
+    det = EnterpriseDetectors("914403001922038216", Thresholds(headcount_drop_1m=0.1, headcount_min_people=1))
+    det.on_profile(PROFILE)
+    det.on_social("2024-03", 100, 1e5)
+    assert [f.rule for f in det.on_social("2024-04", 88, 8.8e4)] == ["headcount_drop"]

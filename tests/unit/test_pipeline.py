@@ -1,0 +1,107 @@
+"""One batch of messages in, one BatchResult out (rows, dead letters, state)."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import date
+
+import orjson
+
+from streams.aggregates import EnterpriseState
+from streams.pipeline import BatchProcessor, Message, deadletter_headers
+
+USCC = "914403001922038216"
+OTHER = "91440300MA5D12345W"
+KIND_BY_TOPIC = {f"enterprise.{k}": k for k in ("registry", "utility", "tax", "social", "complaint")}
+COMMON = {"uscc": USCC, "source": "dept", "event_time": "2024-03-10T09:00:00+08:00", "schema_version": 1}
+
+
+def message(kind: str, offset: int, uscc: str = USCC, topic: str | None = None, headers=(), **fields) -> Message:
+    body = {**COMMON, "kind": kind, "event_id": f"{kind}-{offset}", "uscc": uscc, **fields}
+    return Message(topic or f"enterprise.{kind}", 0, offset, uscc.encode(), orjson.dumps(body), 1710032400.0,
+                   tuple(headers))
+
+
+def meter(offset: int, day: str = "2024-03-09", amount: float = 100.0, **kw) -> Message:
+    reading = {"start": f"{day}T00:00:00+08:00", "end": f"{day}T12:00:00+08:00", "amount": amount}
+    return message("utility", offset, utility="electricity", unit="kWh", meter_id="m-1", readings=[reading], **kw)
+
+
+def process(*messages: Message, states: dict | None = None):
+    return BatchProcessor(KIND_BY_TOPIC).process(list(messages), (states or {}).get)
+
+
+def test_valid_events_become_rows_in_their_tables():
+    result = process(
+        meter(1),
+        message("tax", 2, period="2024-02", declared_sales_cny=100.0, tax_paid_cny=3.0),
+        message("social", 3, period="2024-02", insured_headcount=5, contributions_cny=900.0),
+        message("complaint", 4, complaint_id="c-1", category="service", channel="web", text="电话13800138000"),
+        message("registry", 5, name="示范公司", industry="C39", town="长安镇", registered_capital_cny=1e6,
+                established_on="2015-03-01", status="active"),
+    )
+    assert {t: len(r) for t, r in result.rows.items()} == {
+        "events": 5, "utility_daily": 1, "tax_monthly": 1, "social_monthly": 1, "complaints": 1, "enterprises": 1}
+    assert result.rows["tax_monthly"][0]["period"] == date(2024, 2, 1)
+    assert result.rows["complaints"][0]["text"] == "电话138****8000"
+    assert result.deadletters == []
+
+
+def test_bad_messages_become_dead_letters_with_their_reason():
+    bad_json = Message("enterprise.tax", 1, 7, None, b"{oops", 1710032400.0)
+    result = process(bad_json, meter(8, uscc=USCC[:17] + "7"), message("tax", 9, topic="enterprise.social"))
+    assert [(m.offset, r.reason) for m, r in result.deadletters] == [
+        (7, "invalid_json"), (8, "invalid_uscc"), (9, "wrong_topic")]
+    assert [row["reason"] for row in result.rows["deadletters"]] == ["invalid_json", "invalid_uscc", "wrong_topic"]
+    assert "events" not in result.rows
+
+
+def test_a_duplicate_utility_event_counts_once_in_utility_daily():
+    result = process(meter(1, amount=100.0), meter(1, amount=100.0))
+    assert result.duplicates == 1
+    assert [(r["day"], r["amount"], r["readings"]) for r in result.rows["utility_daily"]] == [
+        (date(2024, 3, 9), 100.0, 1)]
+
+
+def test_a_duplicate_from_an_earlier_batch_counts_once():
+    first = process(meter(1))
+    again = process(meter(1), states={USCC: first.states[USCC][1]})
+    assert (again.duplicates, again.rows.get("utility_daily", []), again.states) == (1, [], {})
+
+
+def test_state_bytes_are_returned_per_uscc():
+    result = process(meter(1), meter(2, uscc=OTHER), meter(3))
+    assert sorted(result.states) == sorted([USCC, OTHER])
+    last_message, blob = result.states[USCC]
+    assert last_message.offset == 3
+    assert pickle.loads(blob).days[("electricity", date(2024, 3, 9))].amount == 200.0
+
+
+def test_stored_state_is_loaded_and_extended():
+    first = process(meter(1))
+    second = process(meter(2), states={USCC: first.states[USCC][1]})
+    assert second.rows["utility_daily"][0]["amount"] == 200.0
+
+
+def test_a_reading_behind_the_retention_window_is_too_late_not_a_duplicate():
+    state = EnterpriseState(newest_day=date(2024, 6, 1))
+    result = process(meter(1, day="2024-03-09"), states={USCC: pickle.dumps(state)})
+    assert (result.too_late, result.duplicates, result.states) == (1, 0, {})
+
+
+def test_readings_are_counted():
+    assert process(meter(1), meter(2)).readings == 2
+
+
+def test_deadletter_headers_carry_where_and_why_and_keep_the_original_headers():
+    bad = Message("enterprise.tax", 3, 42, None, b"[]", 1710032400.0, (("traceparent", b"00-abc"),))
+    (msg, rejection), = process(bad).deadletters
+    assert deadletter_headers(msg, rejection) == [
+        ("traceparent", b"00-abc"),
+        ("entwatch.stage", b"decode"),
+        ("entwatch.reason", b"not_an_object"),
+        ("entwatch.detail", b"expected a JSON object, got list"),
+        ("entwatch.topic", b"enterprise.tax"),
+        ("entwatch.partition", b"3"),
+        ("entwatch.offset", b"42"),
+    ]
