@@ -193,6 +193,51 @@ def query_worker(base_url: str, sql: str) -> list[dict]:
         raise UserError(json.loads(exc.read() or b"{}").get("error", str(exc))) from None
 
 
+# ---------------------------------------------------------------- demo
+
+def cmd_demo(args) -> int:
+    """The embedded stack fed by a simulated city; prints what lands in storage."""
+    import tempfile
+    import threading
+    from datetime import date, timedelta
+
+    from producers.replay import replay
+    from producers.simulator import SimulationConfig, write_files
+
+    stack = EmbeddedStack(load_settings(metrics_port=args.metrics_port, data_dir=args.data_dir))
+    days = args.days
+    config = SimulationConfig(enterprises=args.enterprises, days=days, seed=args.seed,
+                              start=date.today() - timedelta(days=days + 1))
+    workdir = Path(tempfile.mkdtemp(prefix="entwatch-demo-"))
+    print(f"simulating {config.enterprises:,} enterprises over {days} days ...", flush=True)
+    stats = write_files(config, workdir / "events.jsonl", workdir / "truth.jsonl")
+    print(f"  {sum(stats['by_kind'].values()):,} events, {sum(stats['anomalies'].values())} injected anomalies "
+          f"(ground truth: {workdir / 'truth.jsonl'})", flush=True)
+    with stack:
+        print(f"entwatch is up: metrics {stack.metrics_url}/metrics, storage {stack.settings.effective_storage_url()}",
+              flush=True)
+        sender = threading.Thread(target=replay, args=(workdir / "events.jsonl", stack.settings),
+                                  kwargs={"rate": args.rate}, daemon=True)
+        sender.start()
+        print(f"replaying at up to {args.rate:,.0f} events/s; Ctrl-C stops.", flush=True)
+        while not stack._stop:
+            for _ in range(25):
+                if stack._stop:
+                    break
+                time.sleep(0.2)
+            try:
+                rows = query_worker(stack.metrics_url,
+                                    "SELECT kind, count() AS n FROM events GROUP BY kind ORDER BY kind")
+                dead = query_worker(stack.metrics_url, "SELECT count() AS n FROM deadletters")[0]["n"]
+                days_stored = query_worker(stack.metrics_url, "SELECT count() AS n FROM utility_daily FINAL")[0]["n"]
+            except (OSError, UserError):
+                continue
+            kinds = ", ".join(f"{r['kind']} {int(r['n']):,}" for r in rows) or "nothing yet"
+            print(f"  stored: {kinds}; enterprise-days {int(days_stored):,}; dead letters {int(dead):,}", flush=True)
+    print("entwatch stopped.", flush=True)
+    return 0
+
+
 # ---------------------------------------------------------------- replay
 
 def cmd_replay(args) -> int:
@@ -226,6 +271,38 @@ def cmd_replay(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- simulate
+
+def cmd_simulate(args) -> int:
+    """Write a simulated city (events + ground truth) as JSON Lines files."""
+    from datetime import date
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from producers.simulator import SimulationConfig, write_files
+
+    try:
+        config = SimulationConfig(
+            enterprises=args.enterprises, days=args.days, seed=args.seed,
+            start=date.fromisoformat(args.start) if args.start else SimulationConfig.start,
+            electricity_interval=args.electricity_interval,
+        )
+    except ValueError as exc:
+        raise UserError(f"{exc}; see entwatch simulate --help") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    events, truth = out / "events.jsonl", out / "truth.jsonl"
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=True, disable=args.quiet) as progress:
+        task = progress.add_task(f"simulate {config.enterprises:,} enterprises", total=config.days)
+        stats = write_files(config, events, truth, progress=lambda done, total: progress.update(task, completed=done))
+    counts = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.get("by_kind", {}).items()))
+    print(f"wrote {events} ({counts}) and {truth} ({sum(stats.get('anomalies', {}).values()):,} anomalies) "
+          f"in {stats.get('seconds', 0):.1f} s")
+    print(f"send it with: entwatch replay {events} --broker kafka://127.0.0.1:PORT")
+    return 0
+
+
 # ---------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help="worker web/metrics port (default 6066)")
     p.add_argument("--data-dir", help="where chDB keeps its data (default ~/.local/share/entwatch)")
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("demo", help="the embedded stack fed by a simulated city")
+    p.add_argument("--enterprises", type=int, default=300)
+    p.add_argument("--days", type=int, default=120)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--rate", type=float, default=2000.0, help="events per second sent (default 2000)")
+    p.add_argument("--metrics-port", type=int, help="worker web/metrics port (default 6066)")
+    p.add_argument("--data-dir", help="where chDB keeps its data (default ~/.local/share/entwatch)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("worker", help="run the Faust worker against a given broker and storage")
     p.add_argument("--broker", help="kafka://host:port (default ENTWATCH_BROKER_URL)")
@@ -250,6 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, help="at most this many events per second")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("simulate", help="write a simulated city with ground truth (JSON Lines)")
+    p.add_argument("--out", default="city", help="output directory (default ./city)")
+    p.add_argument("--enterprises", type=int, default=2000)
+    p.add_argument("--days", type=int, default=366)
+    p.add_argument("--start", help="first day, YYYY-MM-DD (default 2024-01-01)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--electricity-interval", choices=("hour", "day"), default="hour")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simulate)
     return parser
 
 
