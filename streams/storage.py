@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from operator import itemgetter
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +38,9 @@ TABLES: dict[str, tuple[str, ...]] = {
                "explanation_zh", "explanation_en", "revision"),
     "risk": ("uscc", "score", "level", "rules", "updated_at", "revision"),
 }
+
+
+DATETIME_COLUMNS = frozenset({"event_time", "received_at", "detected_at", "updated_at"})
 
 
 class StorageError(Exception):
@@ -128,7 +132,13 @@ class ServerStorage:
         if not rows:
             return
         columns = TABLES[table]
-        data = [tuple(_driver_value(row[c]) for c in columns) for row in rows]
+        data = list(map(itemgetter(*columns), rows))
+        stamps = [i for i, c in enumerate(columns) if c in DATETIME_COLUMNS]
+        if stamps:  # clickhouse-driver writes naive datetimes as they are: make them UTC wall time
+            data = [list(row) for row in data]
+            for row in data:
+                for i in stamps:
+                    row[i] = _utc_naive(row[i])
         self._client.execute(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES", data)
 
     def query(self, sql: str) -> list[dict[str, Any]]:
@@ -140,11 +150,8 @@ class ServerStorage:
         self._client.disconnect()
 
 
-def _driver_value(value: Any) -> Any:
-    # clickhouse-driver writes naive datetimes as they are; make them UTC wall time.
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
+def _utc_naive(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo is not None else value
 
 
 class EmbeddedStorage:
