@@ -120,27 +120,28 @@ class EnterpriseDetectors:
                cohorts: Cohorts | None = None) -> list[Finding]:
         """A monthly tax return; the same period again replaces (corrects) it."""
         cohorts = cohorts if cohorts is not None else Cohorts()
-        self.tax[period] = (float(declared_sales), float(tax_paid))
-        for old in sorted(self.tax)[:-TAX_MONTHS_KEPT]:
-            del self.tax[old]
-        self._seen(period_start(period))
-        positive = [p for p, (sales, _) in self.tax.items() if sales > 0]
-        older = self.last_sales if self.last_sales and self.last_sales < min(self.tax) else None
-        self.last_sales = max(positive) if positive else older
+        self.last_sales = self._file_month(self.tax, period, (float(declared_sales), float(tax_paid)),
+                                           TAX_MONTHS_KEPT, self.last_sales)
         return self._zero_streak() + self._sales_drop(cohorts) + self._mismatch(period, cohorts)
 
     def on_social(self, period: str, headcount: int, contributions: float,
                   cohorts: Cohorts | None = None) -> list[Finding]:
         """Monthly social insurance: insured headcount and contributions."""
         cohorts = cohorts if cohorts is not None else Cohorts()
-        self.social[period] = (int(headcount), float(contributions))
-        for old in sorted(self.social)[:-SOCIAL_MONTHS_KEPT]:
-            del self.social[old]
-        self._seen(period_start(period))
-        staffed = [p for p, (h, _) in self.social.items() if h > 0]
-        older = self.last_staff if self.last_staff and self.last_staff < min(self.social) else None
-        self.last_staff = max(staffed) if staffed else older
+        self.last_staff = self._file_month(self.social, period, (int(headcount), float(contributions)),
+                                           SOCIAL_MONTHS_KEPT, self.last_staff)
         return self._headcount(cohorts)
+
+    def _file_month(self, book: dict, period: str, value: tuple, kept: int, last: str | None) -> str | None:
+        """Store a monthly value (a correction replaces it), keep the newest ``kept`` months,
+        and return the latest month whose first value is positive (``last`` if it fell out)."""
+        book[period] = value
+        for old in sorted(book)[:-kept]:
+            del book[old]
+        self._seen(period_start(period))
+        positive = [p for p, v in book.items() if v[0] > 0]
+        older = last if last and last < min(book) else None
+        return max(positive) if positive else older
 
     def on_complaint(self, day: date, cohorts: Cohorts | None = None,
                      complaint_id: str | None = None) -> list[Finding]:

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import orjson
 
-from streams.contracts import Rejection, validate_event
+from streams.contracts import KINDS, Rejection, validate_event
 from streams.settings import Settings
 
 
@@ -96,7 +96,7 @@ def replay(
         max_request_size=settings.max_message_bytes * 2,
         compression_type=None,
     )
-    topics = {kind: settings.topic(kind) for kind in ("registry", "utility", "tax", "social", "complaint")}
+    topics = {kind: settings.topic(kind) for kind in KINDS}
     report = ReplayReport()
     started = time.monotonic()
     try:

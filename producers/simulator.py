@@ -61,6 +61,7 @@ import numpy as np
 import orjson
 
 from producers.city import Enterprise, build_city
+from streams.contracts import CATEGORIES, CHANNELS
 from streams.uscc import CHARSET
 
 __all__ = ["RULES", "AnomalyRates", "SimulationConfig", "generate", "ground_truth", "write_files",
@@ -585,7 +586,7 @@ class _Engine:
         self.city = build_city(config.enterprises, config.seed, config.start)
         self.plan = plan = _plan(config, self.city)
         self.lv = _Levels(self.city, config)
-        self.n = n = len(self.city)
+        self.n = len(self.city)
         self.hourly = config.electricity_interval == "hour"
         self.usccs = [e.uscc for e in self.city]
         self.meters = {"electricity": [f"E{u[8:17]}01" for u in self.usccs],
@@ -829,10 +830,9 @@ def _tax(uscc, event_id, ordinal, t, period, sales, paid) -> dict:
 
 
 # -- complaints ---------------------------------------------------------------------------------------
-_CATEGORIES = ("product_quality", "service", "false_advertising", "price", "contract", "food_safety",
-               "trademark", "unfair_competition", "other")
+_CATEGORIES = CATEGORIES  # weights below follow this order
 _CATEGORY_WEIGHTS = (30, 20, 12, 12, 10, 6, 3, 2, 5)
-_CHANNELS = ("12315_hotline", "web", "app", "letter", "other")
+_CHANNELS = CHANNELS
 _TEXTS = {
     "product_quality": "消费者反映在该企业购买的产品使用不久即出现故障，要求退换货未果。",
     "service": "消费者反映该企业服务态度差，售后长时间无人处理。",

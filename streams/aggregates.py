@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Iterator
 from zoneinfo import ZoneInfo
 
@@ -151,8 +151,3 @@ class EnterpriseState:
             del self.days[key]
         for digest in [d for d, day in self.seen.items() if day < horizon]:
             del self.seen[digest]
-
-
-def utc(dt: datetime) -> datetime:
-    """``dt`` in UTC (timezone-aware)."""
-    return dt.astimezone(timezone.utc)

@@ -104,7 +104,6 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     states = app.Table("enterprise_state", key_type=bytes, value_type=bytes,
                        partitions=settings.partitions)
     processor = BatchProcessor(kind_by_topic, settings.timezone, settings.max_message_bytes)
-    freshness = _freshness()
     store = storage or open_storage(settings.effective_storage_url(),
                                     settings.storage_password.get_secret_value() if settings.storage_password else None)
     apply_schema(store)
@@ -125,11 +124,10 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         await sink.write(result.rows)
         if sends:
             await asyncio.gather(*sends)
-        by_offset = {(m.topic, m.partition, m.offset): e for e, m in zip(events, messages)}
-        for uscc, (message, blob) in result.states.items():
-            with as_current(by_offset[(message.topic, message.partition, message.offset)]):
+        for uscc, (index, blob) in result.states.items():
+            with as_current(events[index]):
                 states[uscc.encode()] = blob
-        _count(result, messages, kind_by_topic, freshness)
+        _count(result, messages, kind_by_topic)
 
     @app.page("/metrics")
     async def metrics_page(web, request):
@@ -160,28 +158,19 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     return app
 
 
-_FRESHNESS: metrics.Freshness | None = None
-
-
-def _freshness() -> metrics.Freshness:
-    global _FRESHNESS
-    if _FRESHNESS is None:
-        _FRESHNESS = metrics.Freshness(INPUT_KINDS)
-    return _FRESHNESS
-
-
 def _message(event) -> Message:
     m = event.message
     headers = tuple((k, v) for k, v in (m.headers or ()))
     return Message(m.topic, m.partition, m.offset, m.key, m.value, (m.timestamp or time.time()), headers)
 
 
-def _count(result: BatchResult, messages: list[Message], kind_by_topic: dict[str, str], freshness) -> None:
+def _count(result: BatchResult, messages: list[Message], kind_by_topic: dict[str, str]) -> None:
+    """Update the metrics for one batch: one increment per kind, one latency sample per message."""
     now = time.time()
+    for kind, n in result.consumed.items():
+        metrics.EVENTS_IN.labels(kind).inc(n)
+        metrics.FRESHNESS.seen(kind, now)
     for message in messages:
-        kind = kind_by_topic.get(message.topic, "unknown")
-        metrics.EVENTS_IN.labels(kind).inc()
-        freshness.seen(kind, now)
         metrics.LATENCY.observe(max(0.0, now - message.timestamp))
     for message, rejection in result.deadletters:
         metrics.DEADLETTERED.labels(kind_by_topic.get(message.topic, "unknown"), rejection.reason).inc()

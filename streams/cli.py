@@ -140,6 +140,11 @@ class EmbeddedStack:
     def _on_signal(self, signum, frame) -> None:
         self._stop = True
 
+    @property
+    def stopping(self) -> bool:
+        """True once Ctrl-C or SIGTERM has asked the stack to stop."""
+        return self._stop
+
     def wait(self) -> None:
         while not self._stop:
             if self.worker.poll() is not None:
@@ -220,9 +225,9 @@ def cmd_demo(args) -> int:
                                   kwargs={"rate": args.rate}, daemon=True)
         sender.start()
         print(f"replaying at up to {args.rate:,.0f} events/s; Ctrl-C stops.", flush=True)
-        while not stack._stop:
+        while not stack.stopping:
             for _ in range(25):
-                if stack._stop:
+                if stack.stopping:
                     break
                 time.sleep(0.2)
             try:

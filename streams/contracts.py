@@ -39,6 +39,9 @@ from streams.uscc import uscc_problem
 
 SCHEMA_VERSION = 1
 KINDS = ("registry", "utility", "tax", "social", "complaint")
+CATEGORIES = ("product_quality", "service", "false_advertising", "price", "contract",
+              "food_safety", "trademark", "unfair_competition", "other")
+CHANNELS = ("12315_hotline", "web", "app", "letter", "other")
 MAX_READINGS = 10_000
 MAX_READING_SPAN = timedelta(days=31)
 MAX_FUTURE = timedelta(days=1)
@@ -165,11 +168,8 @@ class Complaint(_Event):
 
     kind: Literal["complaint"]
     complaint_id: Text64
-    category: Literal[
-        "product_quality", "service", "false_advertising", "price", "contract",
-        "food_safety", "trademark", "unfair_competition", "other",
-    ]
-    channel: Literal["12315_hotline", "web", "app", "letter", "other"]
+    category: Literal[CATEGORIES]
+    channel: Literal[CHANNELS]
     text: Annotated[str, Field(max_length=5000)] = ""
 
     @field_validator("text")

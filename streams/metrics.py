@@ -8,6 +8,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from streams.settings import INPUT_KINDS
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS_IN = Counter("entwatch_events_in", "Messages consumed, by input kind", ["kind"], registry=REGISTRY)
@@ -58,3 +60,6 @@ class Freshness:
 
     def describe(self):
         return []
+
+
+FRESHNESS = Freshness(INPUT_KINDS)

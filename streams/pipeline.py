@@ -9,7 +9,7 @@ then lets the offsets be committed.
 from __future__ import annotations
 
 import pickle
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Callable, Iterable
@@ -41,8 +41,9 @@ class BatchResult:
 
     rows: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     deadletters: list[tuple[Message, Rejection]] = field(default_factory=list)
-    states: dict[str, tuple[Message, bytes]] = field(default_factory=dict)  # uscc -> (last message, state)
-    accepted: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # kind -> events
+    states: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # uscc -> (index of its last message, state)
+    consumed: Counter = field(default_factory=Counter)  # topic kind -> messages
+    accepted: Counter = field(default_factory=Counter)  # kind -> valid events
     readings: int = 0
     too_late: int = 0
     duplicates: int = 0
@@ -73,17 +74,18 @@ class BatchProcessor:
     def process(self, messages: Iterable[Message], load_state: Callable[[str], bytes | None]) -> BatchResult:
         """Process ``messages`` in order; ``load_state(uscc)`` returns the stored state or None."""
         result = BatchResult()
-        by_uscc: dict[str, list[tuple[Message, contracts.Event]]] = defaultdict(list)
-        for message in messages:
+        by_uscc: dict[str, list[tuple[int, contracts.Event]]] = defaultdict(list)
+        for index, message in enumerate(messages):
             kind = self.kind_by_topic.get(message.topic)
+            result.consumed[kind or "unknown"] += 1
             event = contracts.decode_event(message.value, topic_kind=kind, max_bytes=self.max_message_bytes)
             if isinstance(event, Rejection):
                 result.deadletters.append((message, event))
                 result.rows["deadletters"].append(self._deadletter_row(message, event))
                 continue
             result.accepted[event.kind] += 1
-            by_uscc[event.uscc].append((message, event))
-            result.rows["events"].append(self._event_row(event))
+            by_uscc[event.uscc].append((index, event))
+            result.rows["events"].append(self._event_row(event, message.value))
         for uscc, items in by_uscc.items():
             blob = load_state(uscc)
             state = pickle.loads(blob) if blob else EnterpriseState()
@@ -130,10 +132,12 @@ class BatchProcessor:
         return changed
 
     @staticmethod
-    def _event_row(event: contracts.Event) -> dict:
+    def _event_row(event: contracts.Event, raw: bytes) -> dict:
+        # The payload is the message as sent, except a complaint, whose text must be masked.
+        payload = contracts.event_to_json(event) if event.kind == "complaint" else raw
         return {
             "kind": event.kind, "uscc": event.uscc, "event_id": event.event_id, "source": event.source,
-            "event_time": event.event_time, "payload": contracts.event_to_json(event).decode(),
+            "event_time": event.event_time, "payload": payload.decode(),
         }
 
     @staticmethod

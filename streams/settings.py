@@ -14,7 +14,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-INPUT_KINDS = ("registry", "utility", "tax", "social", "complaint")
+from streams.contracts import KINDS
+
+INPUT_KINDS = KINDS  # the contract decides the input kinds and so the input topics
 TOPICS = {
     "registry": "enterprise.registry",
     "utility": "enterprise.utility",

@@ -184,10 +184,11 @@ class EmbeddedStorage:
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        columns = TABLES[table]
-        body = b"\n".join(orjson.dumps({c: _plain(row[c]) for c in columns}) for row in rows)
+        # orjson writes dates and aware datetimes as ISO 8601 (with offset); best_effort reads them.
+        body = b"\n".join(map(orjson.dumps, rows))
         self._conn.query(
-            f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) FORMAT JSONEachRow\n" + body.decode()
+            f"INSERT INTO {self.database}.{table} ({', '.join(TABLES[table])}) "
+            "SETTINGS date_time_input_format = 'best_effort' FORMAT JSONEachRow\n" + body.decode()
         )
 
     def query(self, sql: str) -> list[dict[str, Any]]:

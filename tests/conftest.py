@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from streams.broker import EmbeddedBroker, free_port
-from streams.settings import Settings
 from tests.services import CLICKHOUSE_BIN, ClickHouseServer, entwatch, stop_process
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -128,11 +127,6 @@ def start_worker(broker, storage_url, tmp_path):
     yield start
     for w in started:
         w.stop()
-
-
-@pytest.fixture
-def settings(broker) -> Settings:
-    return Settings(broker_url=broker.url)
 
 
 def wait_until(predicate, timeout: float = 60, interval: float = 0.3, what: str = "condition"):

@@ -6,7 +6,7 @@
 
 CREATE DATABASE IF NOT EXISTS {db};
 
--- Every accepted event, as contract JSON (complaint text masked), for drill-down.
+-- Every accepted event as it was sent (a complaint re-encoded with its text masked), for drill-down.
 CREATE TABLE IF NOT EXISTS {db}.events (
     kind String /*lc*/,
     uscc String,

@@ -137,7 +137,7 @@ def test_bad_messages_reach_the_deadletter_topic_with_reason_and_original_bytes(
     records = read_topic(broker.bootstrap, settings.topic("deadletter"), len(expected_reasons))
     reasons = sorted(dict(r.headers)["entwatch.reason"].decode() for r in records)
     assert reasons == expected_reasons
-    originals = {raw for _, raw in [(t, v) for t, _, v in sends]}
+    originals = {value for _, _, value in sends}
     for record in records:
         headers = dict(record.headers)
         assert record.value in originals

@@ -43,9 +43,11 @@ def test_a_worker_killed_mid_stream_and_restarted_stores_exactly_a_clean_runs_co
     total = len(valid_ids(city))
     worker = start_worker(ENTWATCH_BATCH_MAX="200")
     replay(city, broker.url)
-    stored_before_kill = wait_until(
-        lambda: (worker.scalar("SELECT count() FROM events") or 0) >= total // 10 and worker.scalar("SELECT count() FROM events"),
-        interval=0.05, what="the worker to be part-way through")
+    def stored():
+        count = worker.scalar("SELECT count() FROM events") or 0
+        return count if count >= total // 10 else 0
+
+    stored_before_kill = wait_until(stored, interval=0.05, what="the worker to be part-way through")
     worker.kill9()
     assert worker.proc.returncode == -9
     assert stored_before_kill < total, "the worker finished before it was killed: make the file bigger"

@@ -72,8 +72,8 @@ def test_a_duplicate_from_an_earlier_batch_counts_once():
 def test_state_bytes_are_returned_per_uscc():
     result = process(meter(1), meter(2, uscc=OTHER), meter(3))
     assert sorted(result.states) == sorted([USCC, OTHER])
-    last_message, blob = result.states[USCC]
-    assert last_message.offset == 3
+    last_index, blob = result.states[USCC]
+    assert last_index == 2  # the enterprise's last message in the batch (offset 3)
     assert pickle.loads(blob).days[("electricity", date(2024, 3, 9))].amount == 200.0
 
 

@@ -8,7 +8,6 @@ from datetime import date, timedelta
 from statistics import median
 
 import chinese_calendar
-import orjson
 import pytest
 
 from producers.city import TOWNS, build_city
