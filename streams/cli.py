@@ -351,6 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--electricity-interval", choices=("hour", "day"), default="hour")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
+
+    from streams import alerts_cli, evaluate
+    p = sub.add_parser("alerts", help="list open alerts (table or JSON Lines; --follow)")
+    alerts_cli.add_arguments(p)
+    p.set_defaults(func=alerts_cli.command)
+
+    p = sub.add_parser("evaluate", help="precision, recall and delay of the alerts against a ground truth")
+    evaluate.add_arguments(p)
+    p.set_defaults(func=evaluate.command)
     return parser
 
 
