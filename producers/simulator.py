@@ -51,7 +51,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
@@ -72,6 +72,7 @@ RULES = ("utility_drop", "utility_spike", "dormant_entity", "tax_zero_streak", "
 SOURCES = {"registry": "dg-amr-registry", "electricity": "csg-dongguan-power", "water": "dg-water",
            "tax": "dg-tax-bureau", "social": "dg-hrss", "complaint": "12315-platform"}
 OFFSET = "+08:00"
+_UTC8 = timezone(timedelta(hours=8))
 SPRING_BEFORE, SPRING_AFTER = 7, 21   # shutdowns stay within 7 days before .. 21 after the holiday
 _DAY = 86_400
 
@@ -567,6 +568,7 @@ class _Delivery:
     def __init__(self) -> None:
         self.heap: list = []
         self.seq = 0
+        self.now = 0   # delivery key of the last event handed out
 
     def put(self, at: int, build: Callable[[], tuple[dict, str]]) -> None:
         self.seq += 1
@@ -575,7 +577,8 @@ class _Delivery:
     def due(self, before: int) -> Iterator[Callable[[], tuple[dict, str]]]:
         heap = self.heap
         while heap and heap[0][0] < before:
-            yield heapq.heappop(heap)[2]
+            self.now, _, build = heapq.heappop(heap)
+            yield build
 
 
 class _Engine:
@@ -926,6 +929,18 @@ def generate(config: SimulationConfig) -> Iterator[dict | str]:
         yield obj
 
 
+def deliveries(config: SimulationConfig) -> Iterator[tuple[datetime, dict | str, str]]:
+    """``(delivered_at, event, tag)`` in delivery order: the events of ``generate`` with the
+    moment (UTC+8) the department's system sends each one, for pacing a live feed; ``tag`` is
+    the kind, or ``late``, ``duplicate``, ``malformed`` (a broken copy of the event before it).
+    """
+    engine = _Engine(config)
+    midnight = datetime.combine(config.history_start, datetime.min.time(), tzinfo=_UTC8)
+    clock = engine.out
+    for obj, tag in engine.events():
+        yield midnight + timedelta(seconds=clock.now), obj, tag
+
+
 def ground_truth(config: SimulationConfig) -> list[dict]:
     """One record per injected anomaly: ``{uscc, rule, start, end, parameters}``.
 
@@ -935,6 +950,15 @@ def ground_truth(config: SimulationConfig) -> list[dict]:
     halves the declared sales): a detector may rightly flag it.
     """
     return _plan(config, city_of(config)).truth
+
+
+def write_truth(config: SimulationConfig, truth_path, truth: list[dict] | None = None) -> int:
+    """Write the ground truth (JSON Lines); returns the number of injected (not derived) anomalies."""
+    truth = ground_truth(config) if truth is None else truth
+    with Path(truth_path).open("wb") as f:
+        for record in truth:
+            f.write(orjson.dumps(record) + b"\n")
+    return sum(1 for t in truth if "caused_by" not in t["parameters"])
 
 
 def write_files(config: SimulationConfig, events_path, truth_path,
@@ -967,9 +991,7 @@ def write_files(config: SimulationConfig, events_path, truth_path,
                 buf.clear()
         f.write(b"".join(buf))
     truth = ground_truth(config)
-    with truth_path.open("wb") as f:
-        for record in truth:
-            f.write(dumps(record) + b"\n")
+    write_truth(config, truth_path, truth)
     return {
         "enterprises": config.enterprises,
         "events": sum(tags.values()),

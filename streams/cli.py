@@ -16,11 +16,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import timedelta, timezone
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from streams.settings import Settings
+
+SHANGHAI = timezone(timedelta(hours=8))   # the simulated city's clock
 
 
 class UserError(Exception):
@@ -200,86 +203,194 @@ def query_worker(base_url: str, sql: str) -> list[dict]:
 
 # ---------------------------------------------------------------- demo
 
-def cmd_demo(args) -> int:
-    """The embedded stack fed by a simulated city; prints what lands in storage."""
-    import tempfile
-    import threading
+def demo_config(enterprises: int, days: int, seed: int, today=None):
+    """The demo's city: ``days`` ending yesterday (nothing may lie in the future)."""
     from datetime import date, timedelta
 
-    from producers.replay import replay
-    from producers.simulator import SimulationConfig, write_files
+    from producers.simulator import SimulationConfig
 
-    stack = EmbeddedStack(load_settings(metrics_port=args.metrics_port, data_dir=args.data_dir))
-    days = args.days
-    config = SimulationConfig(enterprises=args.enterprises, days=days, seed=args.seed,
-                              start=date.today() - timedelta(days=days + 1))
+    today = today or date.today()
+    return SimulationConfig(enterprises=enterprises, days=days, seed=seed, start=today - timedelta(days=days + 1))
+
+
+def cmd_demo(args) -> int:
+    """The embedded stack fed by the simulated city, live: history at full speed, then paced."""
+    import tempfile
+    import threading
+    from datetime import datetime
+
+    from producers.replay import send_lines, simulated_lines
+    from producers.simulator import write_truth
+
+    if not 0 <= args.paced_days < args.days:
+        raise UserError(f"--paced-days must be between 0 and --days ({args.days}); e.g. --paced-days 60")
+    try:
+        config = demo_config(args.enterprises, args.days, args.seed)
+    except ValueError as exc:
+        raise UserError(f"{exc}; see entwatch demo --help") from None
+    paced_from = datetime.combine(config.end - timedelta(days=args.paced_days), datetime.min.time()).astimezone(
+        SHANGHAI)
     workdir = Path(tempfile.mkdtemp(prefix="entwatch-demo-"))
-    print(f"simulating {config.enterprises:,} enterprises over {days} days ...", flush=True)
-    stats = write_files(config, workdir / "events.jsonl", workdir / "truth.jsonl")
-    print(f"  {sum(stats['by_kind'].values()):,} events, {sum(stats['anomalies'].values())} injected anomalies "
-          f"(ground truth: {workdir / 'truth.jsonl'})", flush=True)
+    truth_path = workdir / "truth.jsonl"
+    anomalies = write_truth(config, truth_path)
+    stack = EmbeddedStack(load_settings(metrics_port=args.metrics_port, data_dir=args.data_dir))
     with stack:
-        print(f"entwatch is up: metrics {stack.metrics_url}/metrics, storage {stack.settings.effective_storage_url()}",
+        url = stack.metrics_url
+        print(f"entwatch demo is up: a city of {config.enterprises:,} enterprises, {config.start} to "
+              f"{config.end - timedelta(days=1)}; {anomalies} anomalies injected (ground truth: {truth_path})",
               flush=True)
-        sender = threading.Thread(target=replay, args=(workdir / "events.jsonl", stack.settings),
-                                  kwargs={"rate": args.rate}, daemon=True)
+        print(f"  sending   up to {paced_from:%Y-%m-%d} at full speed, then {args.speed:,.0f}x real time "
+              f"(one simulated day every {86400 / args.speed:.1f} s)", flush=True)
+        print(f"  metrics   {url}/metrics", flush=True)
+        print(f"  query     {url}/query?sql=SELECT+rule,count()+FROM+alerts+GROUP+BY+rule", flush=True)
+        print(f"  storage   {stack.settings.effective_storage_url()}", flush=True)
+        print(f"  broker    {stack.broker.url}   (Tansu, in memory)", flush=True)
+        print(f"  alerts    entwatch alerts   (with ENTWATCH_METRICS_PORT={stack.settings.metrics_port})", flush=True)
+        print("Ctrl-C stops.", flush=True)
+        clock: dict = {"at": None, "done": False, "error": None}
+        stop = threading.Event()
+
+        def feed() -> None:
+            try:
+                report = send_lines(simulated_lines(config), stack.settings, speed=args.speed, paced_from=paced_from,
+                                    stop=stop, progress_every=200,
+                                    on_progress=lambda line: clock.__setitem__("at", line.at))
+                clock["sent"] = report.sent
+            except Exception as exc:   # the broker stopped under us (Ctrl-C) or a bug: say it, do not hide it
+                clock["error"] = f"{exc.__class__.__name__}: {exc}"
+            clock["done"] = True
+
+        sender = threading.Thread(target=feed, name="simulator", daemon=True)
         sender.start()
-        print(f"replaying at up to {args.rate:,.0f} events/s; Ctrl-C stops.", flush=True)
         while not stack.stopping:
             for _ in range(25):
                 if stack.stopping:
                     break
                 time.sleep(0.2)
-            try:
-                rows = query_worker(stack.metrics_url,
-                                    "SELECT kind, count() AS n FROM events GROUP BY kind ORDER BY kind")
-                dead = query_worker(stack.metrics_url, "SELECT count() AS n FROM deadletters")[0]["n"]
-                days_stored = query_worker(stack.metrics_url, "SELECT count() AS n FROM utility_daily FINAL")[0]["n"]
-            except (OSError, UserError):
-                continue
-            kinds = ", ".join(f"{r['kind']} {int(r['n']):,}" for r in rows) or "nothing yet"
-            print(f"  stored: {kinds}; enterprise-days {int(days_stored):,}; dead letters {int(dead):,}", flush=True)
+            if stack.stopping:
+                break
+            print("  " + demo_status(url, clock), flush=True)
+        stop.set()
     print("entwatch stopped.", flush=True)
     return 0
 
 
+def demo_status(url: str, clock: dict) -> str:
+    """One line: simulated time, stored events by kind, alerts (tolerates a missing alerts table)."""
+    at = clock.get("at")
+    when = "sending finished" if clock.get("done") else f"simulated time {at:%Y-%m-%d %H:%M}" if at else "starting"
+    if clock.get("error"):
+        when = f"sending stopped ({clock['error'][:120]})"
+    try:
+        rows = query_worker(url, "SELECT kind, count() AS n FROM events GROUP BY kind ORDER BY kind")
+        dead = int(query_worker(url, "SELECT count() AS n FROM deadletters")[0]["n"])
+    except (OSError, UserError, LookupError, ValueError):
+        return f"{when}; storage not answering yet"
+    kinds = ", ".join(f"{r['kind']} {int(r['n']):,}" for r in rows) or "nothing yet"
+    try:
+        alerts = f"{int(query_worker(url, 'SELECT count() AS n FROM alerts')[0]['n']):,}"
+    except (OSError, UserError, LookupError, ValueError):
+        alerts = "0 (no alerts table yet)"
+    return f"{when}; stored: {kinds}; dead letters {dead:,}; alerts {alerts}"
+
+
 # ---------------------------------------------------------------- replay
 
+def replay_mapping(args):
+    """The CSV mapping of ``entwatch replay`` (``--mapping`` file and/or flags), or None for JSON Lines."""
+    from producers.mapping import Mapping
+
+    flags = bool(args.kind or args.map or args.set or args.encoding or args.delimiter or args.timezone or args.group)
+    is_csv = Path(args.file).suffix.lower() in (".csv", ".tsv", ".txt") or args.mapping or flags
+    if not is_csv:
+        return None
+    if not args.mapping and not args.kind:
+        raise UserError(f"{args.file} is CSV: give its column mapping with --mapping FILE.yaml "
+                        "(examples in docs/examples/) or --kind KIND [--map COLUMN=FIELD ...]")
+    base = Mapping.load(Path(args.mapping)) if args.mapping else None
+    if base is not None and not flags:
+        return base
+    return Mapping.from_flags(args.kind, args.map or [], args.set or [], base, encoding=args.encoding,
+                              delimiter=args.delimiter, timezone=args.timezone, group=args.group)
+
+
 def cmd_replay(args) -> int:
-    """Send a JSON Lines file's events to their topics."""
+    """Send a JSON Lines or CSV file's events to their topics."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
+    from producers.mapping import MappingError
     from producers.replay import replay
 
     path = Path(args.file)
     if not path.is_file():
-        raise UserError(f"{path}: no such file; give the path of a JSON Lines file")
+        raise UserError(f"{path}: no such file; give the path of a JSON Lines or CSV file")
     settings = load_settings(broker_url=args.broker)
-    columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
     try:
+        mapping = replay_mapping(args)
+        if not args.dry_run:
+            reach_broker(settings)
+        columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TimeRemainingColumn())
         with Progress(*columns, transient=True, disable=args.quiet) as progress:
-            task = progress.add_task(f"replay {path.name}", total=path.stat().st_size)
+            task = progress.add_task(f"{'check' if args.dry_run else 'replay'} {path.name}", total=path.stat().st_size)
             report = replay(
-                path, settings, rate=args.rate,
+                path, settings, mapping=mapping, rate=args.rate, dry_run=args.dry_run,
                 on_progress=lambda done: progress.update(task, completed=done),
-                on_problem=lambda msg: progress.console.print(f"[yellow]bad line[/] {msg}", highlight=False, soft_wrap=True),
+                on_problem=lambda msg: progress.console.print(f"[yellow]bad {report_unit(mapping)}[/] {msg}",
+                                                              highlight=False, soft_wrap=True),
             )
+    except MappingError as exc:
+        raise UserError(str(exc)) from None
     except Exception as exc:
-        if exc.__class__.__module__.startswith("kafka"):
-            raise UserError(f"cannot send to the broker at {settings.broker_url} ({exc.__class__.__name__}): "
-                            "is it running? set --broker or ENTWATCH_BROKER_URL") from None
+        broker_error(exc, settings)
         raise
     if report.bad > len(report.problems):
-        print(f"... and {report.bad - len(report.problems)} more bad lines", file=sys.stderr)
-    print(report.summary())
+        print(f"... and {report.bad - len(report.problems)} more bad {report.unit}", file=sys.stderr)
+    summary = report.summary()
+    print(summary.replace("sent", "would send", 1) if args.dry_run else summary)
     return 0
+
+
+def report_unit(mapping) -> str:
+    return "line" if mapping is None else "row"
+
+
+def reach_broker(settings: Settings) -> None:
+    """Create the topics if missing (as the worker would); a broker that does not answer is the user's to fix."""
+    from streams.topics import ensure_topics
+
+    try:
+        ensure_topics(settings)
+    except Exception as exc:
+        broker_error(exc, settings)
+        raise
+
+
+def broker_error(exc: BaseException, settings: Settings) -> None:
+    """Turn a Kafka client error into a one-line UserError (other errors pass)."""
+    module = exc.__class__.__module__
+    if module.startswith(("kafka", "aiokafka")) or isinstance(exc, (ConnectionError, TimeoutError)):
+        raise UserError(f"cannot send to the broker at {settings.broker_url} ({exc.__class__.__name__}): "
+                        "is it running? set --broker or ENTWATCH_BROKER_URL") from None
 
 
 # ---------------------------------------------------------------- simulate
 
+def parse_speed(text: str) -> float | None:
+    """``max`` → None (no pacing); otherwise a positive factor of real time."""
+    if text.strip().lower() in ("max", "inf", "0"):
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write a factor of real time (e.g. 3600) or max") from None
+    if speed <= 0:
+        raise argparse.ArgumentTypeError("the speed must be above 0 (or max)")
+    return speed
+
+
 def cmd_simulate(args) -> int:
-    """Write a simulated city (events + ground truth) as JSON Lines files."""
+    """Write a simulated city (events + ground truth) as JSON Lines files, or send it to Kafka live."""
     from datetime import date
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -294,7 +405,9 @@ def cmd_simulate(args) -> int:
         )
     except ValueError as exc:
         raise UserError(f"{exc}; see entwatch simulate --help") from None
-    out = Path(args.out)
+    if args.to_kafka:
+        return simulate_to_kafka(args, config)
+    out = Path(args.out or "city")
     out.mkdir(parents=True, exist_ok=True)
     events, truth = out / "events.jsonl", out / "truth.jsonl"
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -305,6 +418,49 @@ def cmd_simulate(args) -> int:
     print(f"wrote {events} ({counts}) and {truth} ({sum(stats.get('anomalies', {}).values()):,} anomalies) "
           f"in {stats.get('seconds', 0):.1f} s")
     print(f"send it with: entwatch replay {events} --broker kafka://127.0.0.1:PORT")
+    return 0
+
+
+def simulate_to_kafka(args, config) -> int:
+    """Send the city's deliveries to the broker as they are generated, paced at ``--speed``."""
+    from datetime import datetime
+
+    from rich.progress import BarColumn, Progress, TimeElapsedColumn
+
+    from producers.replay import send_lines, simulated_lines
+    from producers.simulator import write_truth
+
+    settings = load_settings(broker_url=args.broker)
+    paced_from = None
+    if args.fast_forward:
+        if not 0 < args.fast_forward < config.days:
+            raise UserError(f"--fast-forward must be between 1 and --days - 1 ({config.days - 1})")
+        paced_from = datetime.combine(config.start + timedelta(days=args.fast_forward),
+                                      datetime.min.time()).astimezone(SHANGHAI)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        write_truth(config, Path(args.out) / "truth.jsonl")
+    origin = datetime.combine(config.history_start, datetime.min.time()).astimezone(SHANGHAI)
+    total = (datetime.combine(config.end, datetime.min.time()).astimezone(SHANGHAI) - origin).total_seconds()
+    try:
+        reach_broker(settings)
+        with Progress("[progress.description]{task.description}", BarColumn(), TimeElapsedColumn(),
+                      transient=True, disable=args.quiet) as progress:
+            task = progress.add_task("simulate", total=total)
+
+            def show(line) -> None:
+                progress.update(task, completed=(line.at - origin).total_seconds(),
+                                description=f"simulated {line.at:%Y-%m-%d %H:%M}")
+
+            report = send_lines(simulated_lines(config), settings, speed=args.speed, paced_from=paced_from,
+                                on_progress=show, progress_every=200)
+    except Exception as exc:
+        broker_error(exc, settings)
+        raise
+    pace = "at full speed" if not args.speed else f"at {args.speed:,.0f}x real time"
+    print(f"{report.summary()} {pace}, to {settings.broker_url}")
+    if args.out:
+        print(f"ground truth: {Path(args.out) / 'truth.jsonl'}")
     return 0
 
 
@@ -320,11 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="where chDB keeps its data (default ~/.local/share/entwatch)")
     p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("demo", help="the embedded stack fed by a simulated city")
-    p.add_argument("--enterprises", type=int, default=300)
-    p.add_argument("--days", type=int, default=120)
+    p = sub.add_parser("demo", help="the embedded stack fed live by a simulated city")
+    p.add_argument("--enterprises", type=int, default=300, help="city size (default 300)")
+    p.add_argument("--days", type=int, default=180, help="simulated days, ending yesterday (default 180)")
+    p.add_argument("--paced-days", type=int, default=60,
+                   help="the last this many days are paced; the ones before go at full speed (default 60)")
+    p.add_argument("--speed", type=float, default=86400.0,
+                   help="pace, times real time (default 86400: a simulated day per second)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--rate", type=float, default=2000.0, help="events per second sent (default 2000)")
     p.add_argument("--metrics-port", type=int, help="worker web/metrics port (default 6066)")
     p.add_argument("--data-dir", help="where chDB keeps its data (default ~/.local/share/entwatch)")
     p.set_defaults(func=cmd_demo)
@@ -335,20 +494,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help="web/metrics port (default ENTWATCH_METRICS_PORT or 6066)")
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("replay", help="send events from a JSON Lines file to their topics")
-    p.add_argument("file", help="JSON Lines file of SPEC §2 events")
+    p = sub.add_parser("replay", help="send events from a JSON Lines or CSV file to their topics")
+    p.add_argument("file", help="JSON Lines file of SPEC §2 events, or a CSV export (with a mapping)")
     p.add_argument("--broker", help="kafka://host:port (default ENTWATCH_BROKER_URL)")
     p.add_argument("--rate", type=float, help="at most this many events per second")
+    p.add_argument("--dry-run", action="store_true", help="validate and report only; send nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("CSV", "a CSV file needs a mapping of its columns (docs/REPLAY.md)")
+    g.add_argument("--mapping", help="YAML mapping file (examples in docs/examples/)")
+    g.add_argument("--kind", choices=("registry", "utility", "tax", "social", "complaint"),
+                   help="the kind of every row (instead of, or overriding, the mapping's)")
+    g.add_argument("--map", action="append", metavar="COLUMN=FIELD[:FORMAT]",
+                   help="column to field, e.g. --map 纳税人识别号=uscc --map 所属期=period:%%Y%%m (repeatable)")
+    g.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="a constant field, e.g. --set source=dg-tax (repeatable)")
+    g.add_argument("--encoding", help="file encoding (default utf-8; e.g. gb18030 for Excel exports)")
+    g.add_argument("--delimiter", help="cell separator (default ,; tab for TSV)")
+    g.add_argument("--timezone", help="offset of times without one (default +08:00)")
+    g.add_argument("--group", choices=("auto", "event_id", "day", "none"),
+                   help="utility rows into uploads: same event_id, same meter and day, or one per row")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("simulate", help="write a simulated city with ground truth (JSON Lines)")
-    p.add_argument("--out", default="city", help="output directory (default ./city)")
+    p = sub.add_parser("simulate", help="a simulated city with ground truth: to JSON Lines files, or live to Kafka")
+    p.add_argument("--out", help="output directory (default ./city; with --to-kafka only the ground truth)")
     p.add_argument("--enterprises", type=int, default=2000)
     p.add_argument("--days", type=int, default=366)
     p.add_argument("--start", help="first day, YYYY-MM-DD (default 2024-01-01)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--electricity-interval", choices=("hour", "day"), default="hour")
+    p.add_argument("--to-kafka", action="store_true", help="send the events to the broker as they are generated")
+    p.add_argument("--broker", help="kafka://host:port for --to-kafka (default ENTWATCH_BROKER_URL)")
+    p.add_argument("--speed", type=parse_speed, default=None, metavar="K|max",
+                   help="with --to-kafka: K times real time in event time (3600: an hour a second), or max (default)")
+    p.add_argument("--fast-forward", type=int, default=0, metavar="DAYS",
+                   help="with --to-kafka --speed: send the first DAYS days at full speed, then pace")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
 
