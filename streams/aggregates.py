@@ -81,6 +81,9 @@ class EnterpriseState:
     tax: dict[str, MonthValue] = field(default_factory=dict)
     social: dict[str, MonthValue] = field(default_factory=dict)
     newest_day: date | None = None
+    # The last day the detectors have judged (set by the worker); days after it are kept
+    # whatever their age, so a clock held back by a lagging topic loses nothing.
+    judged_through: date | None = None
 
     def apply_utility(self, event, tz: ZoneInfo = CITY_TZ) -> tuple[list[tuple[str, date]], int]:
         """Fold a utility event in; returns the (utility, day) keys it touched and how many
@@ -143,10 +146,17 @@ class EnterpriseState:
         return True
 
     def _horizon(self) -> date | None:
-        return None if self.newest_day is None else self.newest_day - timedelta(days=RETAIN_DAYS)
+        if self.newest_day is None:
+            return None
+        horizon = self.newest_day - timedelta(days=RETAIN_DAYS)
+        if self.judged_through is not None and self.judged_through < horizon:
+            return self.judged_through + timedelta(days=1) if self.judged_through > date.min else None
+        return horizon
 
     def _prune(self) -> None:
         horizon = self._horizon()
+        if horizon is None:
+            return
         for key in [k for k in self.days if k[1] < horizon]:
             del self.days[key]
         for digest in [d for d, day in self.seen.items() if day < horizon]:

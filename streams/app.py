@@ -12,13 +12,17 @@ import asyncio
 import logging
 import time
 import weakref
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import faust
+from faust.types import TP
+import orjson
 from faust.streams import _current_event
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from detectors.findings import RULES
 from streams import metrics
 from streams.pipeline import BatchProcessor, BatchResult, Message, deadletter_headers
 from streams.settings import INPUT_KINDS, Settings
@@ -26,7 +30,8 @@ from streams.storage import Storage, apply_schema, open_storage
 
 log = logging.getLogger("entwatch.worker")
 
-SINK_ORDER = ("events", "enterprises", "utility_daily", "tax_monthly", "social_monthly", "complaints", "deadletters")
+SINK_ORDER = ("events", "enterprises", "utility_daily", "tax_monthly", "social_monthly", "complaints", "deadletters",
+              "alerts", "risk")
 READ_ONLY = ("select", "with", "show", "describe", "desc", "exists")
 
 
@@ -101,13 +106,17 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     kind_by_topic = {settings.topic(kind): kind for kind in INPUT_KINDS}
     inputs = app.topic(*kind_by_topic, key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="raw")
-    states = app.Table("enterprise_state", key_type=bytes, value_type=bytes,
-                       partitions=settings.partitions)
+    alerts_topic = app.topic(settings.topic("alerts"), key_serializer="raw", value_serializer="raw")
+    risk_topic = app.topic(settings.topic("risk"), key_serializer="raw", value_serializer="raw")
+    table = app.Table("enterprise_state", key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    states = TableStates(table)
     processor = BatchProcessor(kind_by_topic, settings.timezone, settings.max_message_bytes)
     store = storage or open_storage(settings.effective_storage_url(),
                                     settings.storage_password.get_secret_value() if settings.storage_password else None)
     apply_schema(store)
     sink = Sink(store)
+    open_alerts: dict[int, Counter] = {}
+    consumed: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset processed
 
     @app.agent(inputs)
     async def ingest(stream):
@@ -116,18 +125,29 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
 
     async def handle_batch(events) -> None:
         messages = [_message(e) for e in events]
-        result: BatchResult = processor.process(messages, lambda uscc: states.get(uscc.encode()))
-        sends = [
-            await deadletter.send(key=m.key, value=m.value, headers=deadletter_headers(m, r))
-            for m, r in result.deadletters
-        ]
+        for m in messages:
+            consumed[(m.topic, m.partition)] = m.offset
+        result: BatchResult = processor.process(messages, states, lambda p: _behind(app, kind_by_topic, consumed, p))
+        # 1. ClickHouse, 2. the output topics (acknowledged), 3. the state; then Faust may
+        # commit the offsets.  A crash in between replays the batch: every step is idempotent.
         await sink.write(result.rows)
+        sends = [await deadletter.send(key=m.key, value=m.value, headers=deadletter_headers(m, r))
+                 for m, r in result.deadletters]
+        sends += [await topic.send(key=p.uscc.encode(), value=orjson.dumps(p.body))
+                  for topic, published in ((alerts_topic, result.alerts), (risk_topic, result.risk))
+                  for p in published]
         if sends:
             await asyncio.gather(*sends)
-        for uscc, (index, blob) in result.states.items():
+        for (partition, uscc), (index, blob) in result.states.items():
             with as_current(events[index]):
-                states[uscc.encode()] = blob
-        _count(result, messages, kind_by_topic)
+                table[state_key(partition, uscc)] = blob
+        for partition, (index, blob) in result.clocks.items():
+            with as_current(events[index]):
+                table[clock_key(partition)] = blob
+        open_alerts.update(result.open_alerts)
+        _count(result, messages, kind_by_topic, _assigned(app, kind_by_topic), open_alerts)
+
+    metrics.CONSUMER_LAG.source = lambda: _lag(app, kind_by_topic)
 
     @app.page("/metrics")
     async def metrics_page(web, request):
@@ -164,7 +184,77 @@ def _message(event) -> Message:
     return Message(m.topic, m.partition, m.offset, m.key, m.value, (m.timestamp or time.time()), headers)
 
 
-def _count(result: BatchResult, messages: list[Message], kind_by_topic: dict[str, str]) -> None:
+def state_key(partition: int, uscc: str) -> bytes:
+    """The table key of an enterprise: its partition, so a partition's members are known
+    without reading their state."""
+    return f"{partition}/{uscc}".encode()
+
+
+def clock_key(partition: int) -> bytes:
+    return f"clock/{partition}".encode()
+
+
+class TableStates:
+    """The ``StateView`` of the pipeline over the worker's Faust table."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def get(self, partition: int, uscc: str) -> bytes | None:
+        return self.table.get(state_key(partition, uscc))
+
+    def members(self, partition: int) -> list[str]:
+        prefix = f"{partition}/".encode()
+        return [key[len(prefix):].decode() for key in list(self.table.keys()) if key.startswith(prefix)]
+
+    def clock(self, partition: int) -> bytes | None:
+        return self.table.get(clock_key(partition))
+
+
+def _assigned(app, kind_by_topic: dict[str, str]) -> set[int]:
+    try:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic in kind_by_topic}
+    except Exception:
+        return set()
+
+
+def _behind(app, kind_by_topic: dict[str, str], consumed: dict[tuple[str, int], int], partition: int) -> set[str]:
+    """The input kinds whose topic has messages on ``partition`` that this worker has not
+    processed yet (or whose end it does not know yet)."""
+    out = set()
+    for topic, kind in kind_by_topic.items():
+        tp = TP(topic, partition)
+        try:
+            end = app.consumer.highwater(tp)
+        except Exception:  # not assigned (any more): nothing to wait for
+            continue
+        done = consumed.get((topic, partition))
+        if done is None:
+            committed = app.consumer._committed_offset.get(tp)
+            done = -1 if committed is None else committed
+        if end is None or end > done + 1:
+            out.add(kind)
+    return out
+
+
+def _lag(app, kind_by_topic: dict[str, str]) -> dict[str, int]:
+    """Messages behind the log end per input kind, over this worker's partitions."""
+    lag: Counter = Counter()
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        kind = kind_by_topic.get(tp.topic)
+        if kind is None:
+            continue
+        end = consumer.highwater(tp)
+        if end is None:
+            continue
+        done = consumer._committed_offset.get(tp)
+        lag[kind] += max(0, end - (done + 1 if done is not None else 0))
+    return lag
+
+
+def _count(result: BatchResult, messages: list[Message], kind_by_topic: dict[str, str],
+           assigned: set[int], open_alerts: dict[int, Counter]) -> None:
     """Update the metrics for one batch: one increment per kind, one latency sample per message."""
     now = time.time()
     for kind, n in result.consumed.items():
@@ -178,3 +268,10 @@ def _count(result: BatchResult, messages: list[Message], kind_by_topic: dict[str
     metrics.LATE_READINGS.inc(result.too_late)
     if result.duplicates:
         metrics.DUPLICATES.labels("utility").inc(result.duplicates)
+    for published in result.alerts:
+        if published.opened:
+            metrics.ALERTS_RAISED.labels(published.body["rule"], published.body["severity"]).inc()
+    if result.open_alerts:
+        totals = sum((open_alerts[p] for p in assigned if p in open_alerts), Counter())
+        for rule in RULES:
+            metrics.OPEN_ALERTS.labels(rule).set(totals.get(rule, 0))

@@ -63,3 +63,31 @@ class Freshness:
 
 
 FRESHNESS = Freshness(INPUT_KINDS)
+
+
+class ConsumerLag:
+    """Messages behind the log end, per input kind, over this worker's partitions (read
+    from the consumer when scraped; ``source`` is set by the worker)."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY):
+        self.source = lambda: {}
+        registry.register(self)
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "entwatch_consumer_lag", "Messages not yet committed, per input kind, on this worker's partitions",
+            labels=["kind"],
+        )
+        try:
+            lag = self.source()
+        except Exception:  # the consumer is (re)starting: no figure rather than a failed scrape
+            lag = {}
+        for kind in INPUT_KINDS:
+            family.add_metric([kind], float(lag.get(kind, 0)))
+        yield family
+
+    def describe(self):
+        return []
+
+
+CONSUMER_LAG = ConsumerLag()

@@ -11,15 +11,16 @@ from __future__ import annotations
 import pickle
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Callable, Iterable
+from datetime import date, datetime, timedelta, timezone
+from typing import Callable, Iterable, Protocol
 from zoneinfo import ZoneInfo
 
-from streams import contracts
-from streams.aggregates import EnterpriseState
+from detectors.cohorts import Cohorts
+from detectors.days import DEFAULT_LATENESS, EventClock
+from detectors.thresholds import DEFAULT, Thresholds
+from streams import contracts, monitor
 from streams.contracts import Rejection
-
-STATE_PROTOCOL = 5
+from streams.monitor import MAX_PENDING, STATE_PROTOCOL, PartitionClock, Published, Tracked
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,48 @@ class BatchResult:
 
     rows: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     deadletters: list[tuple[Message, Rejection]] = field(default_factory=list)
-    states: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # uscc -> (index of its last message, state)
+    # (partition, uscc) -> (index of the last message that touched it, pickled Tracked)
+    states: dict[tuple[int, str], tuple[int, bytes]] = field(default_factory=dict)
+    clocks: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # partition -> (index, pickled clock)
+    alerts: list[Published] = field(default_factory=list)
+    risk: list[Published] = field(default_factory=list)
+    open_alerts: dict[int, Counter] = field(default_factory=dict)  # partition -> open alerts by rule
     consumed: Counter = field(default_factory=Counter)  # topic kind -> messages
     accepted: Counter = field(default_factory=Counter)  # kind -> valid events
     readings: int = 0
     too_late: int = 0
     duplicates: int = 0
+
+
+class StateView(Protocol):
+    """What the processor reads of the worker's state (a Faust table, or a dict in tests)."""
+
+    def get(self, partition: int, uscc: str) -> bytes | None: ...
+    def members(self, partition: int) -> Iterable[str]: ...
+    def clock(self, partition: int) -> bytes | None: ...
+
+
+class DictStates:
+    """A ``StateView`` in a dict, updated from results (tests, benchmarks, evaluation)."""
+
+    def __init__(self):
+        self.enterprises: dict[tuple[int, str], bytes] = {}
+        self.clocks: dict[int, bytes] = {}
+
+    def get(self, partition: int, uscc: str) -> bytes | None:
+        return self.enterprises.get((partition, uscc))
+
+    def members(self, partition: int) -> list[str]:
+        return [uscc for p, uscc in self.enterprises if p == partition]
+
+    def clock(self, partition: int) -> bytes | None:
+        return self.clocks.get(partition)
+
+    def update(self, result: "BatchResult") -> None:
+        for key, (_, blob) in result.states.items():
+            self.enterprises[key] = blob
+        for partition, (_, blob) in result.clocks.items():
+            self.clocks[partition] = blob
 
 
 def deadletter_headers(message: Message, rejection: Rejection) -> list[tuple[str, bytes]]:
@@ -63,18 +100,32 @@ def deadletter_headers(message: Message, rejection: Rejection) -> list[tuple[str
 
 
 class BatchProcessor:
-    """Decode, validate and aggregate batches of messages from the input topics."""
+    """Decode, validate, aggregate and judge batches of messages from the input topics.
+
+    Detection runs per partition (``streams.monitor``): each partition has its own
+    event-time clock and peer cohorts, so the alerts do not depend on how partitions
+    interleave or on where batches end."""
 
     def __init__(self, kind_by_topic: dict[str, str], tz: str = "Asia/Shanghai",
-                 max_message_bytes: int = 4 * 1024 * 1024):
+                 max_message_bytes: int = 4 * 1024 * 1024, thresholds: Thresholds = DEFAULT,
+                 lateness: timedelta = DEFAULT_LATENESS):
         self.kind_by_topic = kind_by_topic
         self.tz = ZoneInfo(tz)
         self.max_message_bytes = max_message_bytes
+        self.thresholds = thresholds
+        self.lateness = lateness
+        self.cohorts: dict[int, Cohorts] = {}  # per partition, in memory (rebuilt after a restart)
 
-    def process(self, messages: Iterable[Message], load_state: Callable[[str], bytes | None]) -> BatchResult:
-        """Process ``messages`` in order; ``load_state(uscc)`` returns the stored state or None."""
+    def process(self, messages: Iterable[Message], states: StateView,
+                behind: Callable[[int], Iterable[str]] = lambda partition: ()) -> BatchResult:
+        """Process ``messages`` in order against the stored ``states``.
+
+        ``behind(partition)`` names the input kinds whose topic still has unconsumed
+        messages on that partition after this batch (consumer lag): the clock does not
+        pass the latest event time seen of such a kind, so a backlog read at uneven speed
+        per topic is judged as if it had arrived in step."""
         result = BatchResult()
-        by_uscc: dict[str, list[tuple[int, contracts.Event]]] = defaultdict(list)
+        by_partition: dict[int, list[tuple[int, contracts.Event]]] = defaultdict(list)
         for index, message in enumerate(messages):
             kind = self.kind_by_topic.get(message.topic)
             result.consumed[kind or "unknown"] += 1
@@ -84,52 +135,108 @@ class BatchProcessor:
                 result.rows["deadletters"].append(self._deadletter_row(message, event))
                 continue
             result.accepted[event.kind] += 1
-            by_uscc[event.uscc].append((index, event))
+            by_partition[message.partition].append((index, event))
             result.rows["events"].append(self._event_row(event, message.value))
-        for uscc, items in by_uscc.items():
-            blob = load_state(uscc)
-            state = pickle.loads(blob) if blob else EnterpriseState()
-            if self._apply(uscc, state, items, result):
-                result.states[uscc] = (items[-1][0], pickle.dumps(state, STATE_PROTOCOL))
+        for partition in sorted(by_partition):
+            self._partition(partition, by_partition[partition], states, set(behind(partition)), result)
+        if result.alerts:
+            result.rows["alerts"] = [monitor.alert_row(p) for p in result.alerts]
+        if result.risk:
+            result.rows["risk"] = [monitor.risk_row(p) for p in result.risk]
         return result
 
-    def _apply(self, uscc: str, state: EnterpriseState, items, result: BatchResult) -> bool:
-        """Fold one enterprise's events into its state and add their rows; True if state changed."""
-        changed = False
-        touched: dict[tuple[str, date], None] = {}
-        rows = result.rows
-        for _, event in items:
-            if event.kind == "utility":
-                keys, too_late = state.apply_utility(event, self.tz)
-                result.readings += len(event.readings)
-                result.too_late += too_late
-                if not keys and not too_late:
-                    result.duplicates += 1
-                touched.update(dict.fromkeys(keys))
-                changed |= bool(keys)
-            elif event.kind in ("tax", "social"):
-                changed |= state.apply_monthly(event)
-                rows[f"{event.kind}_monthly"].append(_monthly_row(event))
-            elif event.kind == "registry":
-                changed |= state.apply_registry(event)
-                rows["enterprises"].append({
-                    "uscc": uscc, "name": event.name, "industry": event.industry, "town": event.town,
-                    "registered_capital_cny": event.registered_capital_cny, "established_on": event.established_on,
-                    "status": event.status, "key_enterprise": int(event.key_enterprise), "event_time": event.event_time,
+    def _partition(self, partition: int, items, states: StateView, behind: set[str], result: BatchResult) -> None:
+        """One partition's events: aggregate them in offset order, then move the clock and
+        judge the days it closes."""
+        blob = states.clock(partition)
+        clock: PartitionClock = pickle.loads(blob) if blob else PartitionClock(EventClock(self.lateness, self.tz))
+        cohorts = self.cohorts.get(partition)
+        if cohorts is None:
+            cohorts = self.cohorts[partition] = Cohorts(min_members=self.thresholds.cohort_min_members)
+        cache: dict[str, Tracked] = {}
+        last: dict[str, int] = {}
+        touched: dict[str, dict[tuple[str, date], None]] = defaultdict(dict)
+
+        def tracked(uscc: str) -> Tracked:
+            tr = cache.get(uscc)
+            if tr is None:
+                blob = states.get(partition, uscc)
+                tr = cache[uscc] = Tracked.load(uscc, blob, self.thresholds)
+                if blob is None:
+                    tr.state.judged_through = clock.clock.closed_through or date.min
+            return tr
+
+        for index, event in items:
+            tr = tracked(event.uscc)
+            last[event.uscc] = index
+            clock.saw(event.kind, event.event_time)
+            if self._aggregate(tr, event, touched[event.uscc], result) and event.kind != "utility":
+                tr.pending.append(event)  # judged once the clock has closed its day
+                if len(tr.pending) > MAX_PENDING:  # no utility data moves this partition's clock
+                    early = tr.pending.pop(0)
+                    tr.publish(tr.feed(early, cohorts, self.tz), early.event_time, index, result.alerts, result.risk)
+        index = items[-1][0]
+        days = clock.advance(behind)
+        if days:
+            for uscc in states.members(partition):
+                tracked(uscc)
+            ordered = sorted(cache)
+            for day in days:  # day-major: every enterprise's day before anyone's next day
+                at = clock.closed_at(day)
+                due = sorted(((e.event_time, uscc, e.kind, e.event_id), e) for uscc in ordered
+                             for e in cache[uscc].due(day, self.tz))
+                for (_, uscc, _, _), e in due:
+                    tr = cache[uscc]
+                    tr.publish(tr.feed(e, cohorts, self.tz), at, index, result.alerts, result.risk)
+                for uscc in ordered:
+                    tr = cache[uscc]
+                    findings = tr.detectors.close_through(day, tr.state.days, cohorts)
+                    tr.state.judged_through = day
+                    tr.publish(findings, at, index, result.alerts, result.risk)
+            last.update(dict.fromkeys(cache, index))
+            result.open_alerts[partition] = Counter(rule for tr in cache.values() for rule in tr.open_rules())
+        for uscc, keys in touched.items():
+            days = cache[uscc].state.days
+            for utility, day in keys:
+                total = days.get((utility, day))
+                if total is None:  # pruned within this batch: newer data moved the window past it
+                    continue
+                result.rows["utility_daily"].append({
+                    "uscc": uscc, "utility": utility, "day": day, "amount": total.amount,
+                    "readings": total.readings, "estimated": total.estimated, "version": total.readings,
                 })
-            else:
-                rows["complaints"].append({
-                    "uscc": uscc, "complaint_id": event.complaint_id, "event_id": event.event_id,
-                    "event_time": event.event_time, "category": event.category, "channel": event.channel,
-                    "text": event.text,
-                })
-        for utility, day in touched:
-            total = state.days[(utility, day)]
-            rows["utility_daily"].append({
-                "uscc": uscc, "utility": utility, "day": day, "amount": total.amount,
-                "readings": total.readings, "estimated": total.estimated, "version": total.readings,
+        for uscc, index in last.items():
+            result.states[(partition, uscc)] = (index, cache[uscc].dump())
+        result.clocks[partition] = (items[-1][0], pickle.dumps(clock, STATE_PROTOCOL))
+
+    def _aggregate(self, tr: Tracked, event, touched: dict, result: BatchResult) -> bool:
+        """Fold one event into the enterprise's aggregates and add its rows; True if it
+        changed something (a new utility upload, a new or corrected return, ...)."""
+        uscc, state, rows = tr.uscc, tr.state, result.rows
+        if event.kind == "utility":
+            keys, too_late = state.apply_utility(event, self.tz)
+            result.readings += len(event.readings)
+            result.too_late += too_late
+            if not keys and not too_late:
+                result.duplicates += 1
+            touched.update(dict.fromkeys(keys))
+            return bool(keys)
+        if event.kind in ("tax", "social"):
+            rows[f"{event.kind}_monthly"].append(_monthly_row(event))
+            return state.apply_monthly(event)
+        if event.kind == "registry":
+            rows["enterprises"].append({
+                "uscc": uscc, "name": event.name, "industry": event.industry, "town": event.town,
+                "registered_capital_cny": event.registered_capital_cny, "established_on": event.established_on,
+                "status": event.status, "key_enterprise": int(event.key_enterprise), "event_time": event.event_time,
             })
-        return changed
+            return state.apply_registry(event)
+        rows["complaints"].append({
+            "uscc": uscc, "complaint_id": event.complaint_id, "event_id": event.event_id,
+            "event_time": event.event_time, "category": event.category, "channel": event.channel,
+            "text": event.text,
+        })
+        return True
 
     @staticmethod
     def _event_row(event: contracts.Event, raw: bytes) -> dict:

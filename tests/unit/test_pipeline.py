@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
 from datetime import date
 
 import orjson
 
 from streams.aggregates import EnterpriseState
-from streams.pipeline import BatchProcessor, Message, deadletter_headers
+from streams.monitor import Tracked
+from streams.pipeline import BatchProcessor, DictStates, Message, deadletter_headers
 
 USCC = "914403001922038216"
 OTHER = "91440300MA5D12345W"
@@ -27,8 +27,14 @@ def meter(offset: int, day: str = "2024-03-09", amount: float = 100.0, **kw) -> 
     return message("utility", offset, utility="electricity", unit="kWh", meter_id="m-1", readings=[reading], **kw)
 
 
-def process(*messages: Message, states: dict | None = None):
-    return BatchProcessor(KIND_BY_TOPIC).process(list(messages), (states or {}).get)
+def process(*messages: Message, states: DictStates | None = None):
+    return BatchProcessor(KIND_BY_TOPIC).process(list(messages), states or DictStates())
+
+
+def stored(result) -> DictStates:
+    states = DictStates()
+    states.update(result)
+    return states
 
 
 def test_valid_events_become_rows_in_their_tables():
@@ -65,28 +71,29 @@ def test_a_duplicate_utility_event_counts_once_in_utility_daily():
 
 def test_a_duplicate_from_an_earlier_batch_counts_once():
     first = process(meter(1))
-    again = process(meter(1), states={USCC: first.states[USCC][1]})
-    assert (again.duplicates, again.rows.get("utility_daily", []), again.states) == (1, [], {})
+    again = process(meter(1), states=stored(first))
+    assert (again.duplicates, again.rows.get("utility_daily", [])) == (1, [])
 
 
-def test_state_bytes_are_returned_per_uscc():
+def test_state_bytes_are_returned_per_partition_and_uscc():
     result = process(meter(1), meter(2, uscc=OTHER), meter(3))
-    assert sorted(result.states) == sorted([USCC, OTHER])
-    last_index, blob = result.states[USCC]
+    assert sorted(result.states) == sorted([(0, USCC), (0, OTHER)])
+    last_index, blob = result.states[(0, USCC)]
     assert last_index == 2  # the enterprise's last message in the batch (offset 3)
-    assert pickle.loads(blob).days[("electricity", date(2024, 3, 9))].amount == 200.0
+    assert Tracked.load(USCC, blob).state.days[("electricity", date(2024, 3, 9))].amount == 200.0
 
 
 def test_stored_state_is_loaded_and_extended():
     first = process(meter(1))
-    second = process(meter(2), states={USCC: first.states[USCC][1]})
+    second = process(meter(2), states=stored(first))
     assert second.rows["utility_daily"][0]["amount"] == 200.0
 
 
 def test_a_reading_behind_the_retention_window_is_too_late_not_a_duplicate():
-    state = EnterpriseState(newest_day=date(2024, 6, 1))
-    result = process(meter(1, day="2024-03-09"), states={USCC: pickle.dumps(state)})
-    assert (result.too_late, result.duplicates, result.states) == (1, 0, {})
+    states = DictStates()
+    states.enterprises[(0, USCC)] = Tracked(USCC, state=EnterpriseState(newest_day=date(2024, 6, 1))).dump()
+    result = process(meter(1, day="2024-03-09"), states=states)
+    assert (result.too_late, result.duplicates) == (1, 0)
 
 
 def test_readings_are_counted():
