@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -171,11 +171,11 @@ async def _send(lines, settings, where, rate, speed, paced_from, dry_run, unit, 
     producer = None if dry_run else await _start_producer(settings)
     topics = {kind: settings.topic(kind) for kind in KINDS}
     report = ReplayReport(unit=unit)
-    failures: list[BaseException] = []
+    in_flight: deque = deque()   # delivery futures not yet seen done (bounded by the producer's buffer)
 
-    def delivered(fut) -> None:
-        if not fut.cancelled() and fut.exception() is not None and not failures:
-            failures.append(fut.exception())
+    def check_delivered() -> None:
+        while in_flight and in_flight[0].done():
+            in_flight.popleft().result()    # raises what the broker said
 
     started = time.monotonic()
     anchor: tuple[float, float] | None = None   # (event-time seconds, monotonic) of the first paced line
@@ -200,8 +200,7 @@ async def _send(lines, settings, where, rate, speed, paced_from, dry_run, unit, 
                     if ahead > 0.002:
                         await asyncio.sleep(ahead)
                 if producer is not None:
-                    fut = await producer.send(topics[line.kind], line.raw, key=line.uscc.encode())
-                    fut.add_done_callback(delivered)
+                    in_flight.append(await producer.send(topics[line.kind], line.raw, key=line.uscc.encode()))
                 report.sent += 1
                 report.by_kind[line.kind] += 1
                 if rate:
@@ -209,8 +208,7 @@ async def _send(lines, settings, where, rate, speed, paced_from, dry_run, unit, 
                     if ahead > 0.002:
                         await asyncio.sleep(ahead)
             if count % progress_every == 0:
-                if failures:
-                    raise failures[0]
+                check_delivered()
                 if on_progress:
                     on_progress(line if line.at is not None else line.end)
                 if stop is not None and stop.is_set():
@@ -218,8 +216,8 @@ async def _send(lines, settings, where, rate, speed, paced_from, dry_run, unit, 
                 await asyncio.sleep(0)   # let the producer's sender run
         if producer is not None:
             await producer.flush()
-        if failures:
-            raise failures[0]
+            while in_flight:
+                await in_flight.popleft()
     finally:
         if producer is not None:
             await producer.stop()

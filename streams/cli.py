@@ -21,13 +21,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from streams.errors import UserError
 from streams.settings import Settings
 
 SHANGHAI = timezone(timedelta(hours=8))   # the simulated city's clock
 
 
-class UserError(Exception):
-    """An error the user can fix; its message says how."""
 
 
 def load_settings(**overrides) -> Settings:
@@ -242,7 +241,7 @@ def cmd_demo(args) -> int:
         print(f"  sending   up to {paced_from:%Y-%m-%d} at full speed, then {args.speed:,.0f}x real time "
               f"(one simulated day every {86400 / args.speed:.1f} s)", flush=True)
         print(f"  metrics   {url}/metrics", flush=True)
-        print(f"  query     {url}/query?sql=SELECT+rule,count()+FROM+alerts+GROUP+BY+rule", flush=True)
+        print(f"  query     {url}/query?sql=SELECT+rule,count()+FROM+alerts+FINAL+GROUP+BY+rule", flush=True)
         print(f"  storage   {stack.settings.effective_storage_url()}", flush=True)
         print(f"  broker    {stack.broker.url}   (Tansu, in memory)", flush=True)
         print(f"  alerts    entwatch alerts   (with ENTWATCH_METRICS_PORT={stack.settings.metrics_port})", flush=True)
@@ -288,9 +287,13 @@ def demo_status(url: str, clock: dict) -> str:
         return f"{when}; storage not answering yet"
     kinds = ", ".join(f"{r['kind']} {int(r['n']):,}" for r in rows) or "nothing yet"
     try:
-        alerts = f"{int(query_worker(url, 'SELECT count() AS n FROM alerts')[0]['n']):,}"
+        row = query_worker(url, "SELECT count() AS n, countIf(status = 'open') AS open FROM alerts FINAL")[0]
+        alerts = f"{int(row['n']):,} ({int(row['open']):,} open)"
     except (OSError, UserError, LookupError, ValueError):
-        alerts = "0 (no alerts table yet)"
+        try:
+            alerts = f"{int(query_worker(url, 'SELECT count() AS n FROM alerts')[0]['n']):,}"
+        except (OSError, UserError, LookupError, ValueError):
+            alerts = "0 (no alerts table yet)"
     return f"{when}; stored: {kinds}; dead letters {dead:,}; alerts {alerts}"
 
 
@@ -357,8 +360,21 @@ def report_unit(mapping) -> str:
 
 def reach_broker(settings: Settings) -> None:
     """Create the topics if missing (as the worker would); a broker that does not answer is the user's to fix."""
+    import socket
+
     from streams.topics import ensure_topics
 
+    def answers(server: str) -> bool:
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+                return True
+        except (OSError, ValueError):
+            return False
+
+    if not any(answers(server) for server in settings.bootstrap_servers().split(",")):
+        raise UserError(f"cannot send to the broker at {settings.broker_url} (nothing answers there): "
+                        "is it running? set --broker or ENTWATCH_BROKER_URL")
     try:
         ensure_topics(settings)
     except Exception as exc:

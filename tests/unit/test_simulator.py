@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from statistics import median
 
 import chinese_calendar
@@ -12,7 +12,7 @@ import pytest
 
 from producers.city import TOWNS, build_city
 from producers.simulator import (
-    RULES, SPRING_AFTER, SPRING_BEFORE, AnomalyRates, SimulationConfig, generate, ground_truth,
+    RULES, SPRING_AFTER, SPRING_BEFORE, AnomalyRates, SimulationConfig, deliveries, generate, ground_truth,
     spring_festival, write_files,
 )
 from streams.contracts import Rejection, decode_event, validate_event
@@ -280,3 +280,23 @@ def test_normal_enterprises_stay_within_their_envelope(city):
             for p in ("2024-05", "2024-10"):
                 deviation = math.log(series.sales(u, p) / series.month_kwh(u, p)) - cohort_log_ratio(series, peers, p)
                 assert abs(deviation) < 0.8, (u, p, deviation)
+
+
+# -- live output: delivery times for pacing ----------------------------------------------------------------
+def test_deliveries_are_the_generated_events_in_send_time_order_never_before_their_event_time():
+    config = SimulationConfig(enterprises=20, days=30, history_months=1, electricity_interval="day",
+                              malformed_share=0.01)
+    timed = list(deliveries(config))
+    assert [obj for _, obj, _ in timed] == list(generate(config))
+    times = [at for at, _, _ in timed]
+    assert times == sorted(times) and times[0].utcoffset() == timedelta(hours=8)
+    for at, obj, tag in timed:
+        if tag != "malformed":
+            assert datetime.fromisoformat(obj["event_time"]) <= at + timedelta(seconds=1)
+
+
+def test_the_demo_city_ends_by_yesterday_so_nothing_is_in_the_future():
+    from streams.cli import demo_config
+
+    config = demo_config(300, 180, 7, today=date(2026, 11, 28))
+    assert config.end == date(2026, 11, 27) and config.days == 180
