@@ -7,7 +7,8 @@ to it and stores it once.
 
 Idempotency: the state remembers a 64-bit digest of every utility event it has folded
 in (pruned with the days it touched), so a redelivered or replayed event is counted once.
-Tax and social values are "latest event_time wins" per period, which is idempotent by itself.
+Tax and social returns are "latest event_time wins" per period (only the event time of the
+return kept is remembered: the values go to storage and to the detectors).
 
 >>> from datetime import datetime, timezone, timedelta
 >>> cst = timezone(timedelta(hours=8))
@@ -19,9 +20,11 @@ Tax and social values are "latest event_time wins" per period, which is idempote
 from __future__ import annotations
 
 import hashlib
+from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Iterator
+from typing import Iterator, NamedTuple
 from zoneinfo import ZoneInfo
 
 CITY_TZ = ZoneInfo("Asia/Shanghai")
@@ -53,8 +56,7 @@ def event_digest(kind: str, event_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{kind}\x00{event_id}".encode(), digest_size=8).digest(), "big")
 
 
-@dataclass
-class DayTotal:
+class DayTotal(NamedTuple):
     """One utility's consumption on one local day."""
 
     amount: float = 0.0
@@ -62,12 +64,94 @@ class DayTotal:
     estimated: int = 0
 
 
-@dataclass
-class MonthValue:
-    """The latest value reported for one month (by event_time)."""
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
-    event_time: datetime
-    values: tuple[float, ...]
+
+class DayBook(Mapping):
+    """Daily totals per utility over a sliding window, kept in arrays.
+
+    A ``Mapping`` of ``(utility, day) -> DayTotal`` for the days with readings, but stored
+    as one run of days per utility (amounts, reading counts, estimated counts): a few
+    hundred bytes pickled, and fast to pickle, where a dict of objects was ten times both.
+
+    >>> book = DayBook()
+    >>> book.add("electricity", date(2024, 3, 2).toordinal(), 5.0, False)
+    >>> book.add("electricity", date(2024, 2, 29).toordinal(), 2.0, True)
+    >>> sorted((u, d.isoformat(), t.amount, t.estimated) for (u, d), t in book.items())
+    [('electricity', '2024-02-29', 2.0, 1), ('electricity', '2024-03-02', 5.0, 0)]
+    >>> book.get(("electricity", date(2024, 3, 1))) is None
+    True
+    """
+
+    __slots__ = ("runs",)
+
+    def __init__(self):
+        # utility -> [first day's ordinal, amounts, readings, estimated]
+        self.runs: dict[str, list] = {}
+
+    def add(self, utility: str, ordinal: int, amount: float, estimated: bool) -> None:
+        run = self.runs.get(utility)
+        if run is None:
+            run = self.runs[utility] = [ordinal, array("d"), array("i"), array("i")]
+        base, amounts, readings, est = run
+        if ordinal < base:  # an earlier day: prepend a gap
+            pad = base - ordinal
+            run[0] = base = ordinal
+            for arr, zero in ((amounts, 0.0), (readings, 0), (est, 0)):
+                arr[0:0] = array(arr.typecode, [zero]) * pad
+        i = ordinal - base
+        if i >= len(amounts):
+            grow = i + 1 - len(amounts)
+            amounts.extend(array("d", [0.0]) * grow)
+            readings.extend(array("i", [0]) * grow)
+            est.extend(array("i", [0]) * grow)
+        amounts[i] += amount
+        readings[i] += 1
+        est[i] += bool(estimated)
+
+    def drop_before(self, ordinal: int) -> None:
+        """Forget the days before ``ordinal``."""
+        for utility, run in list(self.runs.items()):
+            cut = ordinal - run[0]
+            if cut <= 0:
+                continue
+            if cut >= len(run[1]):
+                del self.runs[utility]
+                continue
+            run[0] = ordinal
+            for arr in run[1:]:
+                del arr[:cut]
+
+    def get(self, key, default=None):
+        utility, day = key
+        run = self.runs.get(utility)
+        if run is None:
+            return default
+        i = day.toordinal() - run[0]
+        if 0 <= i < len(run[1]) and run[2][i]:
+            return DayTotal(run[1][i], run[2][i], run[3][i])
+        return default
+
+    def __getitem__(self, key) -> DayTotal:
+        total = self.get(key)
+        if total is None:
+            raise KeyError(key)
+        return total
+
+    def __iter__(self):
+        for utility, (base, _, readings, _) in self.runs.items():
+            for i, n in enumerate(readings):
+                if n:
+                    yield utility, date.fromordinal(base + i)
+
+    def __len__(self) -> int:
+        return sum(sum(1 for n in run[2] if n) for run in self.runs.values())
+
+    def __getstate__(self):
+        return self.runs
+
+    def __setstate__(self, runs):
+        self.runs = runs
 
 
 @dataclass
@@ -75,11 +159,12 @@ class EnterpriseState:
     """What the worker remembers about one enterprise."""
 
     profile: dict | None = None
-    profile_time: datetime | None = None
-    days: dict[tuple[str, date], DayTotal] = field(default_factory=dict)
-    seen: dict[int, date] = field(default_factory=dict)  # utility event digest -> latest day it touched
-    tax: dict[str, MonthValue] = field(default_factory=dict)
-    social: dict[str, MonthValue] = field(default_factory=dict)
+    profile_time: float | None = None  # epoch seconds of the registry event kept
+    days: DayBook = field(default_factory=DayBook)
+    seen: array = field(default_factory=lambda: array("Q"))      # digests of utility events folded in
+    seen_day: array = field(default_factory=lambda: array("i"))  # the latest day (ordinal) each touched
+    tax: dict[str, float] = field(default_factory=dict)     # period -> epoch seconds of the return kept
+    social: dict[str, float] = field(default_factory=dict)
     newest_day: date | None = None
     # The last day the detectors have judged (set by the worker); days after it are kept
     # whatever their age, so a clock held back by a lagging topic loses nothing.
@@ -94,40 +179,47 @@ class EnterpriseState:
         if digest in self.seen:
             return [], 0
         horizon = self._horizon()
-        touched: dict[tuple[str, date], None] = {}
+        low = horizon.toordinal() if horizon is not None else -1
+        touched: dict[int, None] = {}
         too_late = 0
+        utility, days = event.utility, self.days
+        offset = _fixed_offset(event.readings, tz)
         for reading in event.readings:
+            if offset is not None:  # the common case: the reading lies within one local day
+                start = reading.start.timestamp() + offset
+                end = reading.end.timestamp() + offset
+                ordinal = int(start // 86400)
+                if int(-(-end // 86400)) - 1 == ordinal:  # ends by the next local midnight
+                    if ordinal + EPOCH_ORDINAL < low:
+                        too_late += 1
+                        continue
+                    days.add(utility, ordinal + EPOCH_ORDINAL, reading.amount, reading.estimated)
+                    touched[ordinal + EPOCH_ORDINAL] = None
+                    continue
             for day, amount in split_by_day(reading.start, reading.end, reading.amount, tz):
-                if horizon is not None and day < horizon:
+                ordinal = day.toordinal()
+                if ordinal < low:
                     too_late += 1
                     continue
-                key = (event.utility, day)
-                total = self.days.get(key)
-                if total is None:
-                    total = self.days[key] = DayTotal()
-                total.amount += amount
-                total.readings += 1
-                total.estimated += reading.estimated
-                touched[key] = None
+                days.add(utility, ordinal, amount, reading.estimated)
+                touched[ordinal] = None
         if touched:
-            latest = max(day for _, day in touched)
-            self.seen[digest] = latest
-            if self.newest_day is None or latest > self.newest_day:
-                self.newest_day = latest
+            latest = max(touched)
+            self.seen.append(digest)
+            self.seen_day.append(latest)
+            if self.newest_day is None or latest > self.newest_day.toordinal():
+                self.newest_day = date.fromordinal(latest)
                 self._prune()
-        return list(touched), too_late
+        return [(utility, date.fromordinal(o)) for o in touched], too_late
 
     def apply_monthly(self, event) -> bool:
-        """Keep a tax or social value if it is the latest for its period; True if it was."""
+        """Keep a tax or social return if it is the latest for its period; True if it was."""
         book = self.tax if event.kind == "tax" else self.social
+        at = event.event_time.timestamp()
         current = book.get(event.period)
-        if current is not None and current.event_time >= event.event_time:
+        if current is not None and current >= at:
             return False
-        if event.kind == "tax":
-            values = (event.declared_sales_cny, event.tax_paid_cny)
-        else:
-            values = (float(event.insured_headcount), event.contributions_cny)
-        book[event.period] = MonthValue(event.event_time, values)
+        book[event.period] = at
         if len(book) > RETAIN_MONTHS:
             for period in sorted(book)[: len(book) - RETAIN_MONTHS]:
                 del book[period]
@@ -135,14 +227,15 @@ class EnterpriseState:
 
     def apply_registry(self, event) -> bool:
         """Keep the registry profile if it is the latest; True if it was."""
-        if self.profile_time is not None and self.profile_time >= event.event_time:
+        at = event.event_time.timestamp()
+        if self.profile_time is not None and self.profile_time >= at:
             return False
         self.profile = {
             "name": event.name, "industry": event.industry, "town": event.town,
             "status": event.status, "established_on": event.established_on,
             "key_enterprise": event.key_enterprise,
         }
-        self.profile_time = event.event_time
+        self.profile_time = at
         return True
 
     def _horizon(self) -> date | None:
@@ -157,7 +250,17 @@ class EnterpriseState:
         horizon = self._horizon()
         if horizon is None:
             return
-        for key in [k for k in self.days if k[1] < horizon]:
-            del self.days[key]
-        for digest in [d for d, day in self.seen.items() if day < horizon]:
-            del self.seen[digest]
+        low = horizon.toordinal()
+        self.days.drop_before(low)
+        if self.seen_day and min(self.seen_day) < low:
+            keep = [i for i, day in enumerate(self.seen_day) if day >= low]
+            self.seen = array("Q", (self.seen[i] for i in keep))
+            self.seen_day = array("i", (self.seen_day[i] for i in keep))
+
+
+def _fixed_offset(readings, tz: ZoneInfo) -> float | None:
+    """The zone's UTC offset in seconds if it is the same across the readings (no
+    daylight-saving change inside the upload), else None."""
+    first, last = readings[0].start, readings[-1].end
+    a, b = tz.utcoffset(first.replace(tzinfo=None)), tz.utcoffset(last.replace(tzinfo=None))
+    return a.total_seconds() if a == b else None
