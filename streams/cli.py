@@ -244,7 +244,7 @@ def cmd_demo(args) -> int:
         print(f"  query     {url}/query?sql=SELECT+rule,count()+FROM+alerts+FINAL+GROUP+BY+rule", flush=True)
         print(f"  storage   {stack.settings.effective_storage_url()}", flush=True)
         print(f"  broker    {stack.broker.url}   (Tansu, in memory)", flush=True)
-        print(f"  alerts    entwatch alerts   (with ENTWATCH_METRICS_PORT={stack.settings.metrics_port})", flush=True)
+        print(f"  alerts    entwatch alerts --worker {url} --follow", flush=True)
         print("Ctrl-C stops.", flush=True)
         clock: dict = {"at": None, "done": False, "error": None}
         stop = threading.Event()
