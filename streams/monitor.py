@@ -54,6 +54,7 @@ class PartitionClock:
     """A partition's event-time clock: moved by the utility stream, held back by lagging kinds."""
 
     clock: EventClock
+    seq: int = 0  # cohort contributions recorded on this partition (their order, for a rebuild)
     seen: dict[str, datetime] = field(default_factory=dict)   # kind -> largest event_time consumed
     first: dict[str, datetime] = field(default_factory=dict)  # kind -> smallest event_time consumed
 
@@ -85,6 +86,53 @@ class PartitionClock:
         return end + self.clock.lateness
 
 
+class PartitionCohorts:
+    """The peer cohorts of one partition, which also note each enterprise's own
+    contributions in its record (``Tracked.contrib``, ``Tracked.lows``), so that after a
+    restart the cohorts are rebuilt from the recovered records exactly as they were.
+
+    ``record`` is the enterprise being judged; the detectors only ever contribute their own
+    values.  Everything else (``stats``, ``low_share``) is the plain ``Cohorts``."""
+
+    def __init__(self, cohorts: Cohorts, seq: int = 0):
+        self.cohorts = cohorts
+        self.seq = seq
+        self.record: Tracked | None = None
+
+    def __getattr__(self, name):
+        return getattr(self.cohorts, name)
+
+    def observe(self, profile, metric, member, value, tag=None) -> None:
+        self.cohorts.observe(profile, metric, member, value, tag)
+        if self.record is not None and member == self.record.uscc:
+            self.seq += 1
+            self.record.contrib[metric] = (self.seq, float(value), tag)
+
+    def forget(self, profile, metric, member) -> None:
+        self.cohorts.forget(profile, metric, member)
+        if self.record is not None and member == self.record.uscc:
+            self.record.contrib.pop(metric, None)
+
+    def record_day(self, profile, utility, day: date, low: bool) -> None:
+        self.cohorts.record_day(profile, utility, day, low)
+        if self.record is not None:
+            self.record.note_day(utility, day.toordinal(), low, self.cohorts.day_memory)
+
+    @classmethod
+    def rebuild(cls, cohorts: Cohorts, seq: int, records: list["Tracked"]) -> "PartitionCohorts":
+        """The cohorts as the records' contributions left them (values in their original
+        order, so the bounded member lists keep the same members)."""
+        values = sorted((entry[0], tr.uscc, metric, entry[1], entry[2])
+                        for tr in records for metric, entry in tr.contrib.items())
+        by_uscc = {tr.uscc: tr for tr in records}
+        for _, uscc, metric, value, tag in values:
+            cohorts.observe(by_uscc[uscc].detectors.profile, metric, uscc, value, tag)
+        days = sorted((day, tr.uscc, utility, low) for tr in records for utility, day, low in tr.noted_days())
+        for day, uscc, utility, low in days:
+            cohorts.record_day(by_uscc[uscc].detectors.profile, utility, date.fromordinal(day), low)
+        return cls(cohorts, seq)
+
+
 @dataclass
 class Published:
     """A message for ``monitor.alerts`` or ``monitor.risk``, with its storage revision."""
@@ -108,6 +156,8 @@ class Tracked:
     risk: RiskScore | None = None
     seq: int = 0                  # messages published about this enterprise (the revision)
     pending: list = field(default_factory=list)  # validated non-utility events waiting for the clock
+    contrib: dict = field(default_factory=dict)  # metric -> (seq, value, tag) given to the cohorts
+    lows: dict = field(default_factory=dict)     # utility -> [last day ordinal, days-seen mask, low mask]
     risk_published: float = 0.0   # the score last published on monitor.risk
 
     def __post_init__(self) -> None:
@@ -191,6 +241,25 @@ class Tracked:
         if due:
             self.pending = [e for e in self.pending if e.event_time.astimezone(tz).date() > day]
         return due
+
+    def note_day(self, utility: str, ordinal: int, low: bool, memory: int) -> None:
+        """Remember this enterprise's shared-stop verdict for a day (the last ``memory`` days)."""
+        last, seen, lows = self.lows.get(utility, (ordinal, 0, 0))
+        if ordinal > last:
+            shift = ordinal - last
+            seen, lows, last = seen << shift, lows << shift, ordinal
+        bit = 1 << (last - ordinal)
+        mask = (1 << memory) - 1
+        self.lows[utility] = (last, (seen | bit) & mask, ((lows & ~bit) | (bit if low else 0)) & mask)
+
+    def noted_days(self):
+        """(utility, day ordinal, low) of the remembered verdicts."""
+        for utility, (last, seen, lows) in self.lows.items():
+            i = 0
+            while seen >> i:
+                if (seen >> i) & 1:
+                    yield utility, last - i, bool((lows >> i) & 1)
+                i += 1
 
     def open_rules(self) -> list[str]:
         return [rule for (_, rule) in self.book.open]

@@ -20,7 +20,7 @@ from detectors.days import DEFAULT_LATENESS, EventClock
 from detectors.thresholds import DEFAULT, Thresholds
 from streams import contracts, monitor
 from streams.contracts import Rejection
-from streams.monitor import MAX_PENDING, STATE_PROTOCOL, PartitionClock, Published, Tracked
+from streams.monitor import MAX_PENDING, STATE_PROTOCOL, PartitionClock, PartitionCohorts, Published, Tracked
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class BatchProcessor:
         self.max_message_bytes = max_message_bytes
         self.thresholds = thresholds
         self.lateness = lateness
-        self.cohorts: dict[int, Cohorts] = {}  # per partition, in memory (rebuilt after a restart)
+        self.cohorts: dict[int, PartitionCohorts] = {}  # per partition, in memory (rebuilt after a restart)
 
     def process(self, messages: Iterable[Message], states: StateView,
                 behind: Callable[[int], Iterable[str]] = lambda partition: ()) -> BatchResult:
@@ -150,9 +150,6 @@ class BatchProcessor:
         judge the days it closes."""
         blob = states.clock(partition)
         clock: PartitionClock = pickle.loads(blob) if blob else PartitionClock(EventClock(self.lateness, self.tz))
-        cohorts = self.cohorts.get(partition)
-        if cohorts is None:
-            cohorts = self.cohorts[partition] = Cohorts(min_members=self.thresholds.cohort_min_members)
         cache: dict[str, Tracked] = {}
         last: dict[str, int] = {}
         touched: dict[str, dict[tuple[str, date], None]] = defaultdict(dict)
@@ -166,6 +163,12 @@ class BatchProcessor:
                     tr.state.judged_through = clock.clock.closed_through or date.min
             return tr
 
+        cohorts = self.cohorts.get(partition)
+        if cohorts is None:  # first batch of this partition in this process: rebuild its cohorts
+            members = [tracked(uscc) for uscc in states.members(partition)]
+            cohorts = self.cohorts[partition] = PartitionCohorts.rebuild(
+                Cohorts(min_members=self.thresholds.cohort_min_members), clock.seq, members)
+
         for index, event in items:
             tr = tracked(event.uscc)
             last[event.uscc] = index
@@ -174,6 +177,7 @@ class BatchProcessor:
                 tr.pending.append(event)  # judged once the clock has closed its day
                 if len(tr.pending) > MAX_PENDING:  # no utility data moves this partition's clock
                     early = tr.pending.pop(0)
+                    cohorts.record = tr
                     tr.publish(tr.feed(early, cohorts, self.tz), early.event_time, index, result.alerts, result.risk)
         index = items[-1][0]
         days = clock.advance(behind)
@@ -186,10 +190,10 @@ class BatchProcessor:
                 due = sorted(((e.event_time, uscc, e.kind, e.event_id), e) for uscc in ordered
                              for e in cache[uscc].due(day, self.tz))
                 for (_, uscc, _, _), e in due:
-                    tr = cache[uscc]
+                    tr = cohorts.record = cache[uscc]
                     tr.publish(tr.feed(e, cohorts, self.tz), at, index, result.alerts, result.risk)
                 for uscc in ordered:
-                    tr = cache[uscc]
+                    tr = cohorts.record = cache[uscc]
                     findings = tr.detectors.close_through(day, tr.state.days, cohorts)
                     tr.state.judged_through = day
                     tr.publish(findings, at, index, result.alerts, result.risk)
@@ -207,6 +211,8 @@ class BatchProcessor:
                 })
         for uscc, index in last.items():
             result.states[(partition, uscc)] = (index, cache[uscc].dump())
+        cohorts.record = None
+        clock.seq = cohorts.seq
         result.clocks[partition] = (items[-1][0], pickle.dumps(clock, STATE_PROTOCOL))
 
     def _aggregate(self, tr: Tracked, event, touched: dict, result: BatchResult) -> bool:

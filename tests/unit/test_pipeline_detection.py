@@ -40,12 +40,16 @@ def city_messages() -> tuple[Message, ...]:
     return tuple(out)
 
 
-def run(batches) -> tuple[list[tuple], list[dict], list[dict]]:
+def run(batches, restart_every: int = 0) -> tuple[list[tuple], list[dict], list[dict]]:
     """(sorted alert messages with revisions, alert rows, risk records).  ``batches`` are
-    ``(messages, behind)`` pairs: ``behind(partition)`` names the kinds still unread."""
+    ``(messages, behind)`` pairs: ``behind(partition)`` names the kinds still unread.
+    ``restart_every``: a new processor (a restarted worker) every so many batches, on the
+    stored state."""
     processor, states = BatchProcessor(KIND_BY_TOPIC), DictStates()
     alerts, rows, risk = [], [], []
-    for batch, behind in batches:
+    for n, (batch, behind) in enumerate(batches):
+        if restart_every and n % restart_every == restart_every - 1:
+            processor = BatchProcessor(KIND_BY_TOPIC)
         result = processor.process(batch, states, behind)
         states.update(result)
         alerts += [(p.uscc, p.revision, orjson.dumps(p.body, option=orjson.OPT_SORT_KEYS)) for p in result.alerts]
@@ -97,6 +101,10 @@ def test_alerts_do_not_depend_on_batch_boundaries_or_partition_interleaving():
     assert alerts
     assert run(in_order(messages, 97))[0] == alerts
     assert run(interleaved(messages, seed=1))[0] == alerts
+
+
+def test_a_restarted_worker_rebuilds_its_cohorts_and_raises_the_same_alerts():
+    assert run(in_order(city_messages(), 500), restart_every=3)[0] == reference()[0]
 
 
 def test_revisions_grow_per_alert_and_alert_rows_carry_them():
