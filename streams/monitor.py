@@ -155,7 +155,7 @@ class Tracked:
     book: AlertBook = field(default_factory=AlertBook)
     risk: RiskScore | None = None
     seq: int = 0                  # messages published about this enterprise (the revision)
-    pending: list = field(default_factory=list)  # validated non-utility events waiting for the clock
+    pending: list = field(default_factory=list)  # (local day ordinal, event) waiting for the clock
     contrib: dict = field(default_factory=dict)  # metric -> (seq, value, tag) given to the cohorts
     lows: dict = field(default_factory=dict)     # utility -> [last day ordinal, days-seen mask, low mask]
     risk_published: float = 0.0   # the score last published on monitor.risk
@@ -237,10 +237,15 @@ class Tracked:
         """Take the pending events whose local day is ``day`` or earlier."""
         if not self.pending:
             return []
-        due = [e for e in self.pending if e.event_time.astimezone(tz).date() <= day]
+        limit = day.toordinal()
+        due = [e for d, e in self.pending if d <= limit]
         if due:
-            self.pending = [e for e in self.pending if e.event_time.astimezone(tz).date() > day]
+            self.pending = [(d, e) for d, e in self.pending if d > limit]
         return due
+
+    def hold(self, event, tz: ZoneInfo) -> None:
+        """Keep a non-utility event until the clock has closed its local day."""
+        self.pending.append((event.event_time.astimezone(tz).toordinal(), event))
 
     def note_day(self, utility: str, ordinal: int, low: bool, memory: int) -> None:
         """Remember this enterprise's shared-stop verdict for a day (the last ``memory`` days)."""

@@ -174,9 +174,9 @@ class BatchProcessor:
             last[event.uscc] = index
             clock.saw(event.kind, event.event_time)
             if self._aggregate(tr, event, touched[event.uscc], result) and event.kind != "utility":
-                tr.pending.append(event)  # judged once the clock has closed its day
+                tr.hold(event, self.tz)  # judged once the clock has closed its day
                 if len(tr.pending) > MAX_PENDING:  # no utility data moves this partition's clock
-                    early = tr.pending.pop(0)
+                    _, early = tr.pending.pop(0)
                     cohorts.record = tr
                     tr.publish(tr.feed(early, cohorts, self.tz), early.event_time, index, result.alerts, result.risk)
         index = items[-1][0]
