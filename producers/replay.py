@@ -30,6 +30,7 @@ from streams.settings import Settings
 MAX_PROBLEMS_SHOWN = 20
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
+MAX_IN_FLIGHT = 20_000  # messages handed to the producer and not yet acknowledged
 
 @dataclass
 class ReplayReport:
@@ -171,7 +172,7 @@ async def _send(lines, settings, where, rate, speed, paced_from, dry_run, unit, 
     producer = None if dry_run else await _start_producer(settings)
     topics = {kind: settings.topic(kind) for kind in KINDS}
     report = ReplayReport(unit=unit)
-    in_flight: deque = deque()   # delivery futures not yet seen done (bounded by the producer's buffer)
+    in_flight: deque = deque()   # delivery futures not yet seen done (at most MAX_IN_FLIGHT)
 
     def check_delivered() -> None:
         while in_flight and in_flight[0].done():
@@ -201,6 +202,8 @@ async def _send(lines, settings, where, rate, speed, paced_from, dry_run, unit, 
                         await asyncio.sleep(ahead)
                 if producer is not None:
                     in_flight.append(await producer.send(topics[line.kind], line.raw, key=line.uscc.encode()))
+                    if len(in_flight) > MAX_IN_FLIGHT:  # a slow broker: wait instead of buffering more
+                        await in_flight.popleft()
                 report.sent += 1
                 report.by_kind[line.kind] += 1
                 if rate:
