@@ -186,8 +186,8 @@ class EnterpriseState:
         offset = _fixed_offset(event.readings, tz)
         for reading in event.readings:
             if offset is not None:  # the common case: the reading lies within one local day
-                start = reading.start.timestamp() + offset
-                end = reading.end.timestamp() + offset
+                start = (reading.start_ts or reading.start.timestamp()) + offset
+                end = (reading.end_ts or reading.end.timestamp()) + offset
                 ordinal = int(start // 86400)
                 if int(-(-end // 86400)) - 1 == ordinal:  # ends by the next local midnight
                     if ordinal + EPOCH_ORDINAL < low:

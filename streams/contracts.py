@@ -113,37 +113,51 @@ class Reading(NamedTuple):
     end: datetime
     amount: float
     estimated: bool = False
+    start_ts: float = 0.0  # start and end as seconds since the epoch (for aggregation)
+    end_ts: float = 0.0
 
 
 _NUMBER = (int, float)
+_TIMES: dict[str, tuple[datetime, float]] = {}  # timestamp text -> (parsed, epoch seconds)
+_TIMES_MAX = 100_000
+
+
+def _time(value: Any, i: int, name: str) -> tuple[datetime, float]:
+    """Parse a reading's timestamp.  Meters of a city report the same hours, so the parsed
+    values are cached by their text (bounded)."""
+    hit = _TIMES.get(value) if isinstance(value, str) else None
+    if hit is not None:
+        return hit
+    if value is None:
+        raise ValueError(f"readings.{i}.{name}: missing")
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError(f"readings.{i}.{name}: must be an RFC 3339 string with a UTC offset")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"readings.{i}.{name}: not a valid date and time") from None
+    if len(_TIMES) >= _TIMES_MAX:
+        _TIMES.clear()
+    hit = _TIMES[value] = (parsed, parsed.timestamp())
+    return hit
 
 
 def _reading(item: Any, i: int) -> Reading:
     if not isinstance(item, dict):
         raise ValueError(f"readings.{i}: must be an object with start, end and amount")
-    times = []
-    for name in ("start", "end"):
-        value = item.get(name)
-        if value is None:
-            raise ValueError(f"readings.{i}.{name}: missing")
-        if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-            raise ValueError(f"readings.{i}.{name}: must be an RFC 3339 string with a UTC offset")
-        try:
-            times.append(datetime.fromisoformat(value))
-        except ValueError:
-            raise ValueError(f"readings.{i}.{name}: not a valid date and time") from None
-    start, end = times
+    start, start_ts = _time(item.get("start"), i, "start")
+    end, end_ts = _time(item.get("end"), i, "end")
     amount = item.get("amount")
     if type(amount) not in _NUMBER or not math.isfinite(amount) or amount < 0:
         raise ValueError(f"readings.{i}.amount: must be a finite number >= 0")
     estimated = item.get("estimated", False)
     if type(estimated) is not bool:
         raise ValueError(f"readings.{i}.estimated: must be true or false")
-    if end <= start:
+    if end_ts <= start_ts:
         raise ValueError(f"readings.{i}: end must be after start")
     if end - start > MAX_READING_SPAN:
         raise ValueError(f"readings.{i}: a reading spans at most 31 days")
-    return Reading(start, end, float(amount), estimated)
+    return Reading(start, end, float(amount), estimated, start_ts, end_ts)
 
 
 def _readings(value: Any) -> tuple[Reading, ...]:
