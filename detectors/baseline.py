@@ -152,6 +152,12 @@ class SeasonalBaseline:
         """The median working-day level (None while learning)."""
         return self.windows["work"].median() if self.ready("work") else None
 
+    def rescale(self, factor: float) -> None:
+        """Multiply every remembered value by ``factor`` (adopt a new level on every kind of
+        day at once)."""
+        for window in self.windows.values():
+            window.values = deque((v * factor for v in window.values), maxlen=window.values.maxlen)
+
     def reset_to(self, values_by_class: dict[str, list[float]]) -> None:
         """Replace the history of the given classes (accept a new level)."""
         for cls, values in values_by_class.items():

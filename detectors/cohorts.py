@@ -103,12 +103,17 @@ class Cohorts:
                 book.pop(member, None)
 
     def stats(self, profile: dict | None, metric: str, exclude: str | None = None,
-              min_members: int | None = None, tag: str | None = None) -> CohortView | None:
+              min_members: int | None = None, tag: str | None = None,
+              levels: tuple[str, ...] = LEVELS) -> CohortView | None:
         """Statistics at the most specific cohort level with enough members (``exclude``
         leaves one member, usually the enterprise being judged, out; ``tag`` keeps only
-        values recorded with that tag); None if no level has enough."""
+        values recorded with that tag; ``levels`` restricts the fall-backs, e.g. to
+        ``("industry_town", "industry")`` for a metric that is not comparable across
+        industries); None if no level has enough."""
         need = self.min_members if min_members is None else min_members
         for level, key in cohort_keys(profile):
+            if level not in levels:
+                continue
             book = self._values.get((metric, level, key))
             if not book:
                 continue

@@ -44,6 +44,8 @@ from detectors.utility import UtilitySeries
 UTILITY_ORDER = ("electricity", "water", "gas")
 TAX_MONTHS_KEPT = 16
 SOCIAL_MONTHS_KEPT = 6
+# sales per kWh differs by orders of magnitude between industries: compare within one only
+SAME_INDUSTRY = ("industry_town", "industry")
 
 
 def _as_date(value) -> date | None:
@@ -339,39 +341,47 @@ class EnterpriseDetectors:
         trailing = [self.tax[q][0] for q in (period_add(latest, -i) for i in (1, 2, 3)) if q in self.tax]
         median3 = _median(trailing) if len(trailing) >= 2 else None
         last_year = self.tax.get(period_add(latest, -12))
+        last_year = last_year[0] if last_year is not None and last_year[0] > 0 else None
         if median3 and median3 > 0:
             cohorts.observe(self.profile, "sales_vs_trailing", self.uscc, sales / median3, tag=latest)
+        if last_year:
+            cohorts.observe(self.profile, "sales_vs_last_year", self.uscc, sales / last_year, tag=latest)
         cond = self._cond("tax_sales_drop")
         holds, peer_factor = False, None
         if cond.is_open and self.sales_ref:
             holds = sales < t.sales_drop_ratio * self.sales_ref
         elif median3 and median3 > 0 and not (sales == 0 and paid == 0):
-            if last_year is not None:
-                holds = (last_year[0] > 0 and sales < t.sales_drop_ratio * median3
-                         and sales < t.sales_drop_ratio * last_year[0])
-                self.sales_ref = min(median3, last_year[0]) if holds else None
-            else:
-                view = cohorts.stats(self.profile, "sales_vs_trailing", exclude=self.uscc,
-                                     min_members=t.peer_min_members, tag=latest)
-                if view is not None:
-                    peer_factor = min(1.0, max(view.median, 0.0))
-                    holds = sales < t.sales_drop_ratio * median3 * peer_factor
-                else:
-                    holds = sales < t.sales_drop_ratio * median3 and not _spring_festival_month(latest)
-                self.sales_ref = median3 * (peer_factor or 1.0) if holds else None
+            # a month the Spring Festival shutdown covers is not judged: how long a factory
+            # stops (two to four weeks) alone moves its sales by more than half.  Otherwise each
+            # reference is scaled by the peers' median change for the same month, so a dip
+            # every peer shares is not a drop
+            refs = []
+            if not _spring_festival_month(latest):
+                for metric, base in (("sales_vs_trailing", median3), ("sales_vs_last_year", last_year)):
+                    if not base:
+                        continue
+                    view = cohorts.stats(self.profile, metric, exclude=self.uscc,
+                                         min_members=t.peer_min_members, tag=latest)
+                    if view is not None:
+                        factor = min(1.0, max(view.median, 0.0))
+                        peer_factor = factor if peer_factor is None else min(peer_factor, factor)
+                        base *= factor
+                    refs.append(base)
+            holds = bool(refs) and all(sales < t.sales_drop_ratio * ref for ref in refs)
+            self.sales_ref = min(refs) if holds else None
         finding = None
         if holds:
             ref = self.sales_ref
             ev = [evidence("tax", "declared_sales_cny", latest, sales, median3)]
             if last_year is not None:
-                ev.append(evidence("tax", "declared_sales_cny_same_month_last_year", latest, sales, last_year[0]))
+                ev.append(evidence("tax", "declared_sales_cny_same_month_last_year", latest, sales, last_year))
             first = cond.start if cond.is_open else period_start(latest)
             finding = Finding("tax_sales_drop",
                               "critical" if sales < t.sales_critical_ratio * ref else "warning", "open",
                               first, period_end(latest), sales, ref, ev,
-                              explain.tax_sales_drop(latest, sales, median3 or ref,
-                                                     last_year[0] if last_year else None, peer_factor,
-                                                     t.sales_drop_ratio),
+                              explain.tax_sales_drop(latest, sales, median3 or ref, last_year,
+                                                     peer_factor if peer_factor is not None and peer_factor < 1
+                                                     else None, t.sales_drop_ratio),
                               _clamp(1 - sales / ref) if ref else 1.0)
         else:
             self.sales_ref = None
@@ -402,7 +412,7 @@ class EnterpriseDetectors:
         elif sales > 0 and kwh > 0:
             x = math.log(sales / kwh)
             view = cohorts.stats(self.profile, "log_sales_per_kwh", exclude=self.uscc,
-                                 min_members=t.cohort_min_members)
+                                 min_members=t.mismatch_min_members, levels=SAME_INDUSTRY)
             z = view.z(x, min_scale=t.mismatch_min_scale) if view else 0.0
             out_of_line = view is not None and abs(z) > t.mismatch_z
             self.mismatch_run = (self.mismatch_run + [period])[-t.mismatch_months:] if out_of_line else []

@@ -88,7 +88,7 @@ def tax_sales_drop(period: str, sales: float, trailing: float, last_year: float 
     if last_year is not None:
         zh += f"，也低于上年同月 {_n(last_year)} 元的 {_pct(ratio)}"
         en += f" and below {_pct(ratio)} of the same month last year ({_n(last_year)} CNY)"
-    elif peer_factor is not None:
+    if peer_factor is not None:
         zh += f"（已按同行业同期季节变化 {_pct(peer_factor)} 调整）"
         en += f" (allowing for the peers' seasonal change to {_pct(peer_factor)})"
     return {"zh": zh + "。", "en": en + "."}

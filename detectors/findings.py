@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 
 SEVERITIES = ("info", "warning", "critical")
 RULES = ("utility_drop", "utility_spike", "dormant_entity", "tax_zero_streak", "tax_sales_drop",
@@ -128,11 +129,13 @@ def _resolved(f: Finding) -> Finding:
 
 # -- months ------------------------------------------------------------------------------
 
+@lru_cache(maxsize=8192)
 def period_of(day: date) -> str:
     """``2024-05`` for any day in May 2024."""
     return f"{day.year:04d}-{day.month:02d}"
 
 
+@lru_cache(maxsize=8192)
 def period_add(period: str, months: int) -> str:
     """The period ``months`` later (negative: earlier).
 
@@ -143,14 +146,17 @@ def period_add(period: str, months: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
+@lru_cache(maxsize=8192)
 def period_start(period: str) -> date:
     return date(int(period[:4]), int(period[5:7]), 1)
 
 
+@lru_cache(maxsize=8192)
 def period_end(period: str) -> date:
     return period_start(period_add(period, 1)) - timedelta(days=1)
 
 
+@lru_cache(maxsize=8192)
 def months_before(day: date, months: int) -> date:
     """The same day of the month ``months`` earlier (clamped to the month's end).
 

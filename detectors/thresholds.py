@@ -19,6 +19,9 @@ class Thresholds:
     baseline_rest_days: int = 6         # recent Saturdays (and Sundays) remembered
     baseline_min_days: int = 10         # working days learned before a utility rule may fire
     min_z: float = 2.0                  # a day must also be this many robust sigmas off
+    learn_clip_z: float = 3.0           # a day is learned clipped to expected +/- this many sigmas
+    learn_min_ratio: float = 0.5        # a day below half of expected is not learned ...
+    learn_adapt_days: int = 20          # ... until such days have lasted this long in a row
     # utility_drop
     drop_ratio: float = 0.30            # below 30% of the expected level ...
     drop_days: int = 3                  # ... on 3 consecutive working days
@@ -31,7 +34,7 @@ class Thresholds:
     spike_ratio: float = 3.0            # above 3x the expected level ...
     spike_days: int = 2                 # ... on 2 consecutive ordinary days
     spike_clear_days: int = 2
-    spike_rest_floor: float = 0.5       # on rest days, expect at least half a working day
+    spike_rest_floor: float = 0.3       # a high rest day must also exceed 30% of a working day
     spike_adapt_days: int = 28          # after this long, a higher level is the new normal
     # dormant_entity
     dormant_months: int = 6             # no activity for 6 months ...
@@ -51,6 +54,7 @@ class Thresholds:
     mismatch_min_days: int = 20         # days of electricity data needed in the month
     no_power_kwh_month: float = 30.0    # "next to no electricity" in a month ...
     no_power_min_sales: float = 100_000.0  # ... while declaring at least this much
+    mismatch_min_members: int = 12     # peers of the same industry needed to judge sales per kWh
     cohort_min_members: int = 30
     # headcount_drop
     headcount_drop_1m: float = 0.30

@@ -15,10 +15,20 @@ peers were low too is a seasonal stop, not this enterprise's own.  (A day's shar
 on the next working day, once every peer has reported it.)  Two working days back at
 ``drop_ratio`` or more clear it.
 
-Spike (``utility_spike``): on ordinary days (working days and weekends), above
-``spike_ratio`` of expected (on rest days at least ``spike_rest_floor`` of a working day is
-expected) and ``min_z`` sigmas above, for ``spike_days`` days in a row.  After
-``spike_adapt_days`` the higher level is learned as the new normal, which clears it.
+Spike (``utility_spike``): on ordinary days (working days and weekends; an adjusted
+working day is compared with an ordinary working day), above
+``spike_ratio`` of expected and ``min_z`` sigmas above (a rest day must also exceed
+``spike_rest_floor`` of a working day's level, so a tiny weekend level's noise does not
+count), for ``spike_days`` days in a row.  After ``spike_adapt_days`` the higher level is
+the new normal: every kind of day's baseline is scaled up by the spike's ratio, which
+clears it.
+
+Learning is guarded: a day below ``learn_min_ratio`` (50%) of expected is not learned
+until such days have lasted ``learn_adapt_days`` (20) ordinary days in a row, so a partial
+stop that stays just above ``drop_ratio`` does not become the normal level (and the return
+to work is no "spike"); and a learned day is clipped to ``learn_clip_z`` robust sigmas
+around the expected level, so one odd day moves the baseline only a step, while a lasting
+new level is still adopted within a few weeks.
 
 >>> from datetime import date, timedelta
 >>> from detectors.cohorts import Cohorts
@@ -35,6 +45,7 @@ from __future__ import annotations
 
 from collections import deque
 from datetime import date
+from statistics import median as _median
 
 from detectors.baseline import SeasonalBaseline
 from detectors.calendar import day_type
@@ -51,7 +62,7 @@ class UtilitySeries:
     __slots__ = ("utility", "baseline", "last_day", "months",
                  "run_unshared", "run_first", "pending", "lows", "low_days", "near_zero",
                  "drop_start", "drop_last", "drop_ok",
-                 "spike_run", "spike_first", "highs", "spike_start", "spike_last", "spike_ok")
+                 "spike_run", "spike_first", "highs", "spike_start", "spike_last", "spike_ok", "unlearned")
 
     def __init__(self, utility: str, t: Thresholds = DEFAULT):
         self.utility = utility
@@ -73,6 +84,7 @@ class UtilitySeries:
         self.spike_start: date | None = None
         self.spike_last: date | None = None
         self.spike_ok = 0
+        self.unlearned = 0                          # ordinary days in a row too low to learn
 
     # -- the day ---------------------------------------------------------------------------
     def observe(self, day: date, amount: float | None, profile: dict | None, cohorts,
@@ -95,15 +107,16 @@ class UtilitySeries:
         if kind == "workday" and expected:
             drop_ratio = amount / expected
             self._drop(day, amount, expected, scale, profile, cohorts, t)
-        if kind in ("workday", "weekend") and expected is not None:
-            base = expected
-            level = self.baseline.workday_level()
-            if kind == "weekend" and level:
-                base = max(expected, t.spike_rest_floor * level)
-            if base > 0:
-                spike_ratio = amount / base
-                self._spike(day, amount, base, scale, t)
-        self._learn(day, amount, kind, expected, drop_ratio, spike_ratio, t)
+        level = self.baseline.workday_level()
+        if kind == "adjusted_workday" and level:
+            # a weekend day made a working day: too irregular to learn from or to call a
+            # stop, but far above an ordinary working day it is part of a spike
+            self._spike(day, amount, level, self.baseline.windows["work"].scale(), True, t)
+        elif kind in ("workday", "weekend") and expected:
+            material = kind == "workday" or not level or amount >= t.spike_rest_floor * level
+            spike_ratio = amount / expected
+            self._spike(day, amount, expected, scale, material, t)
+        self._learn(day, amount, kind, expected, scale, drop_ratio, spike_ratio, t)
 
     def _count_month(self, day: date, amount: float, t: Thresholds) -> None:
         period = period_of(day)
@@ -156,10 +169,10 @@ class UtilitySeries:
         self.low_days = 0
         self.near_zero = 0
 
-    def _spike(self, day, amount, base, scale, t: Thresholds) -> None:
+    def _spike(self, day, amount, base, scale, material: bool, t: Thresholds) -> None:
         ratio = amount / base
         if self.spike_start is None:
-            if ratio > t.spike_ratio and amount - base >= t.min_z * scale:
+            if ratio > t.spike_ratio and amount - base >= t.min_z * scale and material:
                 self.spike_run += 1
                 self.spike_first = self.spike_first or day
                 self.highs.append((amount, base))
@@ -172,6 +185,12 @@ class UtilitySeries:
         if ratio > t.spike_ratio:
             self.highs.append((amount, base))
             self.spike_last, self.spike_ok = day, 0
+            if (day - self.spike_start).days >= t.spike_adapt_days:
+                # it has lasted: the higher level is the new normal for every kind of day
+                self.baseline.rescale(_median([a / b for a, b in self.highs if b > 0] or [1.0]))
+                self.spike_start = self.spike_last = None
+                self.spike_run, self.spike_first = 0, None
+                self.highs.clear()
         else:
             self.spike_ok += 1
             if self.spike_ok >= t.spike_clear_days:
@@ -179,19 +198,25 @@ class UtilitySeries:
                 self.spike_run, self.spike_first = 0, None
                 self.highs.clear()
 
-    def _learn(self, day, amount, kind, expected, drop_ratio, spike_ratio, t: Thresholds) -> None:
+    def _learn(self, day, amount, kind, expected, scale, drop_ratio, spike_ratio, t: Thresholds) -> None:
         if self.drop_start is not None or self.pending is not None:
             return
-        if self.spike_start is not None:
-            if (day - self.spike_start).days < t.spike_adapt_days:
-                return
-        elif self.spike_run:
+        if self.spike_start is not None or self.spike_run:
             return
         if expected is not None:
             if drop_ratio is not None and drop_ratio < t.drop_ratio:
                 return
-            if spike_ratio is not None and spike_ratio > t.spike_ratio and self.spike_start is None:
+            if spike_ratio is not None and spike_ratio > t.spike_ratio:
                 return
+            if expected > 0 and amount < t.learn_min_ratio * expected and self.unlearned < t.learn_adapt_days:
+                self.unlearned += 1   # a partial stop is not the new normal (until it lasts)
+                return
+            if expected > 0 and amount >= t.learn_min_ratio * expected:
+                self.unlearned = 0
+            # winsorised: a day far off moves the baseline only step by step (a spread of at
+            # least 5% of the level, so a series that has been constant can still move)
+            bound = t.learn_clip_z * max(scale, 0.05 * expected)
+            amount = min(max(amount, expected - bound), expected + bound)
         self.baseline.learn(day, amount)
 
     # -- what the rules report -------------------------------------------------------------
@@ -215,6 +240,7 @@ class UtilitySeries:
         return tuple(_pack(getattr(self, name)) for name in self.__slots__)
 
     def __setstate__(self, state):
+        self.unlearned = 0   # absent from state pickled before it existed
         for name, value in zip(self.__slots__, state):
             if name in ("lows", "highs"):
                 value = deque(value, maxlen=5)

@@ -115,6 +115,35 @@ def test_a_new_higher_level_is_adopted_after_the_adaptation_period():
     assert spikes[0].status == "open" and spikes[-1].status == "resolved"
 
 
+def test_a_new_higher_level_is_adopted_on_weekends_too_so_it_is_one_alert():
+    det = factory()
+    found = feed(det, lambda d: normal(d) * (4 if d >= date(2024, 5, 20) else 1), n=120)
+    assert [f.status for f in found if f.rule == "utility_spike"][-1] == "resolved"
+    assert len({f.window_start for f in found if f.rule == "utility_spike"}) == 1
+
+
+def test_a_spike_over_a_weekend_is_judged_against_the_weekend_level():
+    det = factory()
+    spike = {date(2024, 6, 7), date(2024, 6, 8)}          # Friday and Saturday
+    found = feed(det, lambda d: normal(d) * 4 if d in spike else normal(d))
+    assert [f.window_start for f in found if f.rule == "utility_spike"][:1] == [date(2024, 6, 7)]
+
+
+def test_a_busy_weekend_on_a_tiny_weekend_level_is_not_a_spike():
+    det = factory()
+    busy = {date(2024, 6, 8), date(2024, 6, 9)}
+    level = lambda d: 1000.0 + 37 * (d.toordinal() % 5) if d.weekday() < 5 else 20.0 + d.toordinal() % 3  # noqa: E731
+    assert feed(det, lambda d: 200.0 if d in busy else level(d)) == []   # 10x a weekend, 20% of a workday
+
+
+def test_a_partial_stop_just_above_the_threshold_does_not_teach_the_baseline():
+    det = factory()
+    partial = lambda d: date(2024, 5, 13) <= d < date(2024, 6, 17)  # noqa: E731
+    found = feed(det, lambda d: normal(d) * (0.33 if partial(d) else 1), n=100)
+    assert found == []                                      # back to normal: no "spike"
+    assert det.series["electricity"].baseline.workday_level() > 500   # adapting step by step
+
+
 def test_missing_days_are_not_a_drop():
     det = factory()
     assert feed(det, lambda d: None if d >= date(2024, 6, 3) else normal(d)) == []
@@ -146,11 +175,37 @@ def test_a_corrected_return_replaces_the_zero_and_clears_the_streak():
 
 def test_sales_below_half_of_last_year_and_the_trailing_median_alert():
     det = factory()
+    for period in [f"2023-{i:02d}" for i in range(6, 13)] + [f"2024-{i:02d}" for i in range(1, 6)]:
+        det.on_tax(period, 1e6, 3e4)
+    found = det.on_tax("2024-06", 3e5, 9e3)
+    assert [(f.rule, f.observed, f.expected) for f in found] == [("tax_sales_drop", 3e5, 1e6)]
+
+
+def test_a_spring_festival_month_is_not_judged_for_a_sales_drop():
+    det = factory()
     for i in range(1, 13):
         det.on_tax(f"2023-{i:02d}", 1e6, 3e4)
     det.on_tax("2024-01", 1e6, 3e4)
-    found = det.on_tax("2024-02", 3e5, 9e3)
-    assert [(f.rule, f.observed, f.expected) for f in found] == [("tax_sales_drop", 3e5, 1e6)]
+    assert det.on_tax("2024-02", 2e5, 6e3) == []      # the 2024 shutdown covers most of February
+
+
+def test_a_dip_that_the_peers_share_is_not_a_sales_drop():
+    cohorts = Cohorts()
+    peers = [factory(f"peer{i}") for i in range(12)]
+    history = [f"2023-{i:02d}" for i in range(6, 13)] + [f"2024-{i:02d}" for i in range(1, 6)]
+    for det in peers:
+        for period in history:
+            det.on_tax(period, 1e6, 3e4, cohorts)
+    for det in peers:
+        det.on_tax("2024-06", 4e5, 1e4, cohorts)         # the whole cohort halves in June
+    assert factory_after(history, cohorts).on_tax("2024-06", 3e5, 9e3, cohorts) == []
+
+
+def factory_after(history, cohorts):
+    det = factory()
+    for period in history:
+        det.on_tax(period, 1e6, 3e4, cohorts)
+    return det
 
 
 def test_a_seasonal_dip_that_last_year_also_had_is_not_a_sales_drop():
