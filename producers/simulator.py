@@ -358,8 +358,10 @@ def _plan(config: SimulationConfig, city: list[Enterprise]) -> _Plan:
         if not starts:
             continue
         window = allowed[g.choice(starts):][:span]
-        factor = g.uniform(0.22, 0.40)
-        energy = min(0.75, max(0.5, factor * g.uniform(1.4, 1.8)))
+        factor = g.uniform(0.28, 0.40)
+        # electricity falls less than sales but tracks them (sales per kWh at 0.67-0.83 of
+        # normal, in line with the cohort: no mismatch) and stays at 40-60% (not a stop)
+        energy = min(0.6, max(0.4, factor * g.uniform(1.2, 1.5)))
         for m in window:
             plan.sales[(e.index, _period(m))] = factor / energy   # on top of the lower kWh
         plan.effects.append((e.index, window[0].toordinal(), _month_end(window[-1]).toordinal(), energy, 1.0))
