@@ -35,7 +35,8 @@ from detectors import explain
 from detectors.calendar import in_spring_festival
 from detectors.cohorts import Cohorts
 from detectors.findings import (
-    Condition, Finding, RULES, evidence, months_before, period_add, period_end, period_of, period_start,
+    Condition, Finding, RULES, evidence, months_before, pack_finding, period_add, period_end, period_of, period_start,
+    unpack_finding,
 )
 from detectors.poisson import PoissonBurst
 from detectors.thresholds import DEFAULT, Thresholds
@@ -496,17 +497,17 @@ class EnterpriseDetectors:
         state = dict(self.__dict__)
         if state["t"] == DEFAULT:
             state["t"] = None
-        state["conditions"] = {r: c.current for r, c in self.conditions.items() if c.current is not None}
+        state["conditions"] = [pack_finding(c.current) for c in self.conditions.values() if c.current is not None]
         return state
 
     def __setstate__(self, state):
         state = dict(state)
         state["t"] = state["t"] or DEFAULT
         conditions = {}
-        for rule, current in state["conditions"].items():
-            cond = Condition(rule)
+        for packed in state["conditions"]:
+            current = unpack_finding(packed)
+            cond = conditions[current.rule] = Condition(current.rule)
             cond.current = current
-            conditions[rule] = cond
         state["conditions"] = conditions
         self.__dict__.update(state)
 

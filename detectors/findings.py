@@ -23,6 +23,8 @@ what names the alert.
 from __future__ import annotations
 
 import dataclasses
+import json
+import zlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
@@ -54,6 +56,33 @@ class Finding:
 
     def replace(self, **changes) -> "Finding":
         return dataclasses.replace(self, **changes)
+
+
+EVIDENCE_KEYS = ("source", "metric", "period", "value", "baseline")
+
+
+def pack_finding(f: Finding) -> tuple:
+    """A compact, picklable form of a finding (no field names, explanation compressed):
+    what a condition keeps in an enterprise's state.
+
+    >>> f = Finding("utility_drop", "warning", "open", date(2024, 5, 6), date(2024, 5, 8), 1.0, 50.0,
+    ...             [evidence("utility", "electricity_kwh_per_day", "2024-05-06/2024-05-08", 1.0, 50.0)],
+    ...             {"zh": "用电骤降。", "en": "Electricity fell."}, 0.98)
+    >>> unpack_finding(pack_finding(f)) == f
+    True
+    """
+    text = json.dumps([f.explanation.get("zh", ""), f.explanation.get("en", ""),
+                       [[e.get(k) for k in EVIDENCE_KEYS] for e in f.evidence]], ensure_ascii=False)
+    return (f.rule, f.severity, f.status, f.window_start.toordinal(), f.window_end.toordinal(), f.observed,
+            f.expected, zlib.compress(text.encode(), 9), f.score)
+
+
+def unpack_finding(packed: tuple) -> Finding:
+    """The finding ``pack_finding`` packed."""
+    rule, severity, status, start, end, observed, expected, text, score = packed
+    zh, en, items = json.loads(zlib.decompress(text).decode())
+    return Finding(rule, severity, status, date.fromordinal(start), date.fromordinal(end), observed, expected,
+                   [dict(zip(EVIDENCE_KEYS, e)) for e in items], {"zh": zh, "en": en}, score)
 
 
 def evidence(source: str, metric: str, period: str, value, baseline) -> dict:

@@ -237,18 +237,26 @@ class UtilitySeries:
         return (m[0], int(m[1]), int(m[2])) if m else None
 
     def __getstate__(self):
-        return tuple(_pack(getattr(self, name)) for name in self.__slots__)
+        state = [_pack(getattr(self, name)) for name in self.__slots__]
+        months = []   # flat: month index, total, days, active days, ... (no keys, no nesting)
+        for period, (total, n, active) in sorted(self.months.items()):
+            months += [int(period[:4]) * 12 + int(period[5:7]) - 1, total, n, active]
+        state[self.__slots__.index("months")] = months
+        return tuple(state)
 
     def __setstate__(self, state):
         self.unlearned = 0   # absent from state pickled before it existed
         for name, value in zip(self.__slots__, state):
             if name in ("lows", "highs"):
                 value = deque(value, maxlen=5)
+            elif name == "months" and isinstance(value, list):
+                value = {f"{value[i] // 12:04d}-{value[i] % 12 + 1:02d}": list(value[i + 1:i + 4])
+                         for i in range(0, len(value), 4)}
             setattr(self, name, value)
 
 
 def _pack(value):
-    return list(value) if isinstance(value, deque) else value
+    return [tuple(x) for x in value] if isinstance(value, deque) else value
 
 
 def _means(pairs) -> tuple[float, float]:

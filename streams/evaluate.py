@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Iterable
 from zoneinfo import ZoneInfo
 
-RULES = ("utility_drop", "utility_spike", "dormant_entity", "tax_zero_streak", "tax_sales_drop",
-         "sales_energy_mismatch", "headcount_drop", "complaint_burst")
-SEVERITIES = ("info", "warning", "critical")
+from detectors.findings import RULES, SEVERITIES
+
 CITY_TZ = ZoneInfo("Asia/Shanghai")
 TOLERANCE_DAYS = 7          # an alert window may miss the truth window by this much and still match
 DAYS_PER_MONTH = 365.25 / 12
@@ -385,10 +384,10 @@ def write_chart(figures: dict, path: Path) -> None:
     ax1.bar([x - w / 2 for x in xs], [r[k]["precision"] or 0 for k in rules], w, label="precision")
     ax1.bar([x + w / 2 for x in xs], [r[k]["recall"] or 0 for k in rules], w, label="recall")
     ax1.axhline(TARGET, color="grey", linestyle="--", linewidth=1, label=f"target {TARGET}")
-    ax1.set_ylim(0, 1.05)
+    ax1.set_ylim(0, 1.25)
     ax1.set_xticks(list(xs), rules, rotation=35, ha="right", fontsize=8)
     ax1.set_title("Precision and recall per rule")
-    ax1.legend(fontsize=8, loc="lower left")
+    ax1.legend(fontsize=8, loc="upper center", ncol=3)
     ax2.bar([x - w / 2 for x in xs], [r[k]["delay_median_days"] or 0 for k in rules], w, label="median")
     ax2.bar([x + w / 2 for x in xs], [r[k]["delay_p90_days"] or 0 for k in rules], w, label="p90")
     ax2.set_xticks(list(xs), rules, rotation=35, ha="right", fontsize=8)
