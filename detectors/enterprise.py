@@ -33,7 +33,8 @@ from typing import Mapping
 
 from detectors import explain
 from detectors.calendar import in_spring_festival
-from detectors.cohorts import Cohorts
+from detectors.baseline import robust_scale
+from detectors.cohorts import Cohorts, CohortView
 from detectors.findings import (
     Condition, Finding, RULES, evidence, months_before, pack_finding, period_add, period_end, period_of, period_start,
     unpack_finding,
@@ -414,6 +415,7 @@ class EnterpriseDetectors:
             x = math.log(sales / kwh)
             view = cohorts.stats(self.profile, "log_sales_per_kwh", exclude=self.uscc,
                                  min_members=t.mismatch_min_members, levels=SAME_INDUSTRY)
+            view = view or self._own_sales_per_kwh(period, electricity)
             z = view.z(x, min_scale=t.mismatch_min_scale) if view else 0.0
             out_of_line = view is not None and abs(z) > t.mismatch_z
             self.mismatch_run = (self.mismatch_run + [period])[-t.mismatch_months:] if out_of_line else []
@@ -434,6 +436,24 @@ class EnterpriseDetectors:
             else:
                 cohorts.observe(self.profile, "log_sales_per_kwh", self.uscc, x)
         return self._cond("sales_energy_mismatch").report(finding)
+
+    def _own_sales_per_kwh(self, period: str, electricity: UtilitySeries) -> CohortView | None:
+        """Without enough peers of its industry, the enterprise's own log sales per kWh over
+        the 12 months before ``period`` (complete months outside the Spring Festival and
+        before any open mismatch), if there are at least ``mismatch_own_months``."""
+        t = self.t
+        cond = self._cond("sales_energy_mismatch")
+        before = period_of(cond.start) if cond.is_open else period
+        values = []
+        for q in (period_add(before, -i) for i in range(1, 13)):
+            month, filed = electricity.month(q), self.tax.get(q)
+            if (month and filed and month[1] >= t.mismatch_min_days and month[0] > 0 and filed[0] > 0
+                    and not _spring_festival_month(q)):
+                values.append(math.log(filed[0] / month[0]))
+        if len(values) < t.mismatch_own_months:
+            return None
+        center = _median(values)
+        return CohortView("own", (), len(values), center, robust_scale(values, center), sum(values) / len(values))
 
     # -- headcount_drop -------------------------------------------------------------------------
     def _headcount(self, cohorts: Cohorts) -> list[Finding]:

@@ -105,6 +105,13 @@ def sales_energy_mismatch(period: str, sales: float, kwh: float, peer_per_kwh: f
     own = sales / kwh if kwh else 0.0
     zh_why, en_why = ("远高于", "far above") if high else ("远低于", "far below")
     zh_sus, en_sus = ("疑似虚开发票", "suspected false invoicing") if high else ("疑似少报收入", "suspected under-reporting")
+    if level == "own":   # too few peers in its industry: compared with its own recent months
+        return {
+            "zh": f"{period} 每千瓦时用电对应销售额 {_n(own)} 元（销售额 {_n(sales)} 元 / 用电 {_n(kwh)} kWh），"
+                  f"{zh_why}本企业近几个月的中位水平 {_n(peer_per_kwh)} 元，{zh_sus}。",
+            "en": f"Declared sales per kWh for {period} were {_n(own)} CNY ({_n(sales)} CNY over {_n(kwh)} kWh), "
+                  f"{en_why} its own median of recent months of {_n(peer_per_kwh)} CNY: {en_sus}.",
+        }
     return {
         "zh": f"{period} 每千瓦时用电对应销售额 {_n(own)} 元（销售额 {_n(sales)} 元 / 用电 {_n(kwh)} kWh），"
               f"{zh_why}{ZH_LEVEL[level]}企业的中位水平 {_n(peer_per_kwh)} 元，{zh_sus}。",

@@ -54,7 +54,8 @@ class Thresholds:
     mismatch_min_days: int = 20         # days of electricity data needed in the month
     no_power_kwh_month: float = 30.0    # "next to no electricity" in a month ...
     no_power_min_sales: float = 100_000.0  # ... while declaring at least this much
-    mismatch_min_members: int = 12     # peers of the same industry needed to judge sales per kWh
+    mismatch_min_members: int = 12     # peers of the same industry needed to judge sales per kWh ...
+    mismatch_own_months: int = 4       # ... else its own months (at least this many) are the reference
     cohort_min_members: int = 30
     # headcount_drop
     headcount_drop_1m: float = 0.30

@@ -323,6 +323,24 @@ def test_sales_in_line_with_the_peers_is_no_mismatch():
     assert det.on_tax("2024-04", 30_000 * 8.0, 7e3, cohorts) == []
 
 
+def test_a_peer_from_another_industry_is_no_reference_for_sales_per_kwh():
+    det, cohorts = factory(), Cohorts(min_members=30)
+    for i in range(40):                                    # wholesale peers, 30x the sales per kWh
+        cohorts.observe({**PROFILE, "industry": "C38"}, "log_sales_per_kwh", f"peer{i}", 5.4 + 0.05 * (i % 7))
+    _powered(det, 1000.0)
+    assert det.on_tax("2024-04", 30_000 * 8.0, 7e3, cohorts) == []
+
+
+def test_without_industry_peers_sales_per_kwh_is_judged_against_its_own_months():
+    det, cohorts = factory(), Cohorts()
+    _powered(det, 1000.0, start=date(2024, 3, 1), n=245)   # March to October
+    for month in range(3, 10):
+        assert det.on_tax(f"2024-{month:02d}", 1000.0 * 8.0 * 30, 7e3, cohorts) == []
+    found = det.on_tax("2024-10", 1000.0 * 8.0 * 31 * 12, 9e4, cohorts)   # 12x its usual sales per kWh
+    assert [f.rule for f in found] == ["sales_energy_mismatch"]
+    assert "its own median of recent months" in found[0].explanation["en"]
+
+
 def test_thresholds_are_configurable():
     det = EnterpriseDetectors("914403001922038216", Thresholds(headcount_drop_1m=0.1, headcount_min_people=1))
     det.on_profile(PROFILE)
