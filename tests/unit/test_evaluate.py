@@ -9,7 +9,7 @@ import pytest
 
 from detectors.findings import RULES
 from detectors.offline import run_events
-from producers.simulator import AnomalyRates, SimulationConfig, generate
+from producers.simulator import AnomalyRates, SimulationConfig, generate, write_files
 from streams.cli import main
 from streams.contracts import validate_event
 from streams.evaluate import TruthRecord, fold_alerts, load_truth, quantile, score
@@ -136,6 +136,16 @@ def test_evaluate_simulate_writes_the_report_the_chart_and_the_figures(tmp_path,
     assert (out / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| `utility_drop` |" in (out / "report.md").read_text()
     assert "precision" in capsys.readouterr().out
+
+
+def test_evaluate_events_runs_the_offline_path_on_an_events_file(tmp_path):
+    config = SimulationConfig(enterprises=40, days=60, seed=3, electricity_interval="day")
+    write_files(config, tmp_path / "events.jsonl", tmp_path / "truth.jsonl")
+    code = main(["evaluate", "--truth", str(tmp_path / "truth.jsonl"), "--events", str(tmp_path / "events.jsonl"),
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 0
+    figures = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert figures["enterprises"] == 40 and "rejected" in figures["source"]
 
 
 def test_evaluate_alerts_scores_a_published_alert_file(tmp_path):
