@@ -524,8 +524,9 @@ class EnterpriseDetectors:
         state = dict(state)
         state["t"] = state["t"] or DEFAULT
         conditions = {}
-        for packed in state["conditions"]:
-            current = unpack_finding(packed)
+        saved = state["conditions"]
+        for packed in saved.values() if isinstance(saved, dict) else saved:   # a dict: pickled before packing
+            current = packed if isinstance(packed, Finding) else unpack_finding(packed)
             cond = conditions[current.rule] = Condition(current.rule)
             cond.current = current
         state["conditions"] = conditions
