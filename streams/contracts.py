@@ -305,7 +305,9 @@ def _rejection_from(exc: ValidationError) -> Rejection:
         reason = "future_event_time"
     else:
         reason = f"invalid_{field}"
-    return Rejection("validate", reason, f"{where}: {err['msg']}"[:300])
+    msg = err["msg"].removeprefix("Value error, ")
+    detail = msg if msg.startswith(f"{where}.") else f"{where}: {msg}"  # readings.3.amount: ...
+    return Rejection("validate", reason, detail[:300])
 
 
 def event_to_json(event: Event) -> bytes:
