@@ -4,9 +4,10 @@ Three ways to get the alerts, one scoring (the rules are in docs/EVALUATION.md):
 
 * ``--alerts alerts.jsonl``: the SPEC §5 messages the real pipeline published on
   ``monitor.alerts`` (several per ``alert_id``: open, updates, resolved);
-* ``--events events.jsonl``: SPEC §2 events, run through the offline detection path
-  (``detectors.offline``) here;
-* ``--simulate --seed N --enterprises N``: simulate a city, then run it offline.
+* ``--events events.jsonl``: SPEC §2 events, run here through the worker's own processor
+  (``streams.pipeline``, as ``entwatch worker`` judges them; ``--engine offline`` for the
+  offline driver ``detectors.offline``);
+* ``--simulate --seed N --enterprises N``: simulate a city, then run it the same way.
 
 Writes ``report.md``, ``evaluation.png`` and ``evaluation.json`` to ``--out``.
 
@@ -29,8 +30,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from detectors.findings import RULES, SEVERITIES
 
@@ -292,6 +295,63 @@ def detect(events: Iterable, span: _Span, thresholds=None) -> list[dict]:
     return monitor.alerts
 
 
+def detect_pipeline(raws: Iterable[bytes], span: _Span, partitions: int = 4) -> list[dict]:
+    """Run JSON messages (delivery order) through the worker's own processor
+    (``streams.pipeline.replay_in_process``: per-partition clocks and cohorts, as
+    ``entwatch worker`` with ``partitions`` partitions); returns the alert messages."""
+    from streams.pipeline import replay_in_process
+    from streams.uscc import uscc_problem
+
+    def seen(items):
+        for raw in items:
+            try:
+                obj = orjson.loads(raw)
+                if uscc_problem(obj["uscc"]) is None:  # the rest of the checks are the processor's
+                    span.see(_Seen(obj["uscc"], datetime.fromisoformat(obj["event_time"])))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                pass
+            yield raw
+
+    alerts: list[dict] = []
+    for result in replay_in_process(seen(raws), partitions):
+        span.rejected += len(result.deadletters)
+        alerts += [p.body for p in result.alerts]
+    return alerts
+
+
+class _Seen(NamedTuple):
+    uscc: str
+    event_time: datetime
+
+
+def simulated_raws(config, on_day=None) -> Iterable[bytes]:
+    """The simulated city's messages as a department would send them."""
+    from producers.simulator import generate
+
+    start = datetime.combine(config.start, datetime.min.time(), CITY_TZ)
+    for obj in generate(config):
+        if isinstance(obj, str):
+            yield obj.encode()
+            continue
+        if on_day is not None:
+            try:
+                on_day((datetime.fromisoformat(obj["event_time"]) - start).days)
+            except (ValueError, KeyError, TypeError):
+                pass
+        yield orjson.dumps(obj)
+
+
+def file_raws(path: Path, on_bytes=None) -> Iterable[bytes]:
+    done = 0
+    with path.open("rb") as f:
+        for line in f:
+            done += len(line)
+            if on_bytes is not None:
+                on_bytes(done)
+            if line.strip():
+                yield line.rstrip(b"\r\n")
+
+
 def simulated_events(config, on_day=None) -> Iterable:
     """The simulated city's events, validated (malformed ones become ``Rejection``s)."""
     from producers.simulator import generate
@@ -414,6 +474,11 @@ def add_arguments(parser) -> None:
     source.add_argument("--alerts", help="alert messages (JSON Lines) the pipeline published on monitor.alerts")
     source.add_argument("--events", help="SPEC §2 events (JSON Lines): run the offline detection path on them")
     source.add_argument("--simulate", action="store_true", help="simulate a city, then run it offline")
+    parser.add_argument("--engine", choices=("pipeline", "offline"), default="pipeline",
+                        help="with --events/--simulate: run the worker's own processor in process (default; "
+                             "per-partition clocks and cohorts) or the offline driver (one city-wide clock)")
+    parser.add_argument("--partitions", type=int, default=4,
+                        help="partitions the pipeline engine spreads the city over (default 4, as entwatch up)")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed (with --simulate; default 7)")
     parser.add_argument("--enterprises", type=int,
                         help="city size: with --simulate, how many to simulate (default 2000); with --alerts, "
@@ -469,6 +534,12 @@ def _alerts_from_file(path: Path) -> list[Alert]:
                  "SPEC §5 alert messages (alert_id, uscc, rule, window_start, window_end, detected_at)")
 
 
+def _engine(args) -> str:
+    if args.engine == "offline":
+        return "offline detection path (detectors.offline)"
+    return f"worker's processor ({args.partitions} partitions)"
+
+
 def command(args) -> int:
     """Score alerts against a ground truth and write the report."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
@@ -494,11 +565,13 @@ def command(args) -> int:
         span = _Span()
         with Progress(*columns, transient=True, disable=args.quiet) as progress:
             task = progress.add_task(f"simulate and detect {config.enterprises:,} enterprises", total=config.days)
-            messages = detect(simulated_events(config, lambda d: progress.update(task, completed=max(0, d))), span)
+            on_day = lambda d: progress.update(task, completed=max(0, d))  # noqa: E731
+            messages = (detect(simulated_events(config, on_day), span) if args.engine == "offline"
+                        else detect_pipeline(simulated_raws(config, on_day), span, args.partitions))
         alerts = fold_alerts(messages)
         enterprises, months = config.enterprises, span.months
         source = (f"simulated city, seed {config.seed}, {config.enterprises:,} enterprises, {config.days} days from "
-                  f"{config.start}, electricity by {config.electricity_interval}")
+                  f"{config.start}, electricity by {config.electricity_interval}, through the {_engine(args)}")
     else:
         if not args.truth:
             raise UserError("give --truth truth.jsonl (the ground truth written by entwatch simulate)")
@@ -510,12 +583,14 @@ def command(args) -> int:
             span = _Span()
             with Progress(*columns, transient=True, disable=args.quiet) as progress:
                 task = progress.add_task(f"detect {path.name}", total=path.stat().st_size)
-                messages = detect(file_events(path, lambda done: progress.update(task, completed=done)), span)
+                on_bytes = lambda done: progress.update(task, completed=done)  # noqa: E731
+                messages = (detect(file_events(path, on_bytes), span) if args.engine == "offline"
+                            else detect_pipeline(file_raws(path, on_bytes), span, args.partitions))
             if not span.enterprises:
                 raise UserError(f"{path}: no valid event in it; give a file of SPEC §2 events")
             alerts = fold_alerts(messages)
             enterprises, months = len(span.enterprises), span.months
-            source = f"events {path} through the offline detection path ({span.rejected:,} rejected lines)"
+            source = f"events {path} through the {_engine(args)} ({span.rejected:,} rejected lines)"
         else:
             if not args.enterprises or args.enterprises < 1:
                 raise UserError("with --alerts, give --enterprises N (how many enterprises the city had)")

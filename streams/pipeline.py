@@ -15,6 +15,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Callable, Iterable, Protocol
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from detectors.cohorts import Cohorts
 from detectors.days import DEFAULT_LATENESS, EventClock
 from detectors.thresholds import DEFAULT, Thresholds
@@ -270,3 +272,38 @@ def _monthly_row(event) -> dict:
     else:
         row.update(insured_headcount=event.insured_headcount, contributions_cny=event.contributions_cny)
     return row
+
+
+def replay_in_process(raws: Iterable[bytes], partitions: int = 4, batch: int = 2000,
+                      topic_prefix: str = "") -> Iterable[BatchResult]:
+    """Run JSON messages (in delivery order) through the worker's processor in this process,
+    keyed and partitioned as ``entwatch replay`` sends them (murmur2 of the USCC), consumed
+    as produced; yields each batch's result.  What the evaluation and the tests use to see
+    the alerts the worker raises, without a broker."""
+    from kafka.partitioner.default import murmur2
+
+    kinds = contracts.KINDS
+    kind_by_topic = {f"{topic_prefix}enterprise.{k}": k for k in kinds}
+    processor, states = BatchProcessor(kind_by_topic), DictStates()
+    offsets: dict[tuple[str, int], int] = defaultdict(lambda: -1)
+    pending: list[Message] = []
+    for raw in raws:
+        try:
+            obj = orjson.loads(raw)
+            kind, key = obj["kind"], obj["uscc"].encode()
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            continue  # replay does not send what does not name its kind and USCC
+        if kind not in kinds:
+            continue
+        topic, partition = f"{topic_prefix}enterprise.{kind}", (murmur2(key) & 0x7FFFFFFF) % partitions
+        offsets[(topic, partition)] += 1
+        pending.append(Message(topic, partition, offsets[(topic, partition)], key, raw, 0.0))
+        if len(pending) >= batch:
+            result = processor.process(pending, states)
+            states.update(result)
+            yield result
+            pending = []
+    if pending:
+        result = processor.process(pending, states)
+        states.update(result)
+        yield result

@@ -138,11 +138,12 @@ def test_evaluate_simulate_writes_the_report_the_chart_and_the_figures(tmp_path,
     assert "precision" in capsys.readouterr().out
 
 
-def test_evaluate_events_runs_the_offline_path_on_an_events_file(tmp_path):
+@pytest.mark.parametrize("engine", ["pipeline", "offline"])
+def test_evaluate_events_runs_an_events_file(tmp_path, engine):
     config = SimulationConfig(enterprises=40, days=60, seed=3, electricity_interval="day")
     write_files(config, tmp_path / "events.jsonl", tmp_path / "truth.jsonl")
     code = main(["evaluate", "--truth", str(tmp_path / "truth.jsonl"), "--events", str(tmp_path / "events.jsonl"),
-                 "--out", str(tmp_path / "out"), "--quiet"])
+                 "--out", str(tmp_path / "out"), "--quiet", "--engine", engine])
     assert code == 0
     figures = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert figures["enterprises"] == 40 and "rejected" in figures["source"]
