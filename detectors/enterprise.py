@@ -192,10 +192,14 @@ class EnterpriseDetectors:
         complete before they are compared."""
         cohorts = cohorts if cohorts is not None else Cohorts()
         out: list[Finding] = []
-        firsts: dict[str, date] = {}
-        for utility, d in daily:
-            if utility not in firsts or d < firsts[utility]:
-                firsts[utility] = d
+        first_days = getattr(daily, "first_days", None)  # a DayBook knows them without a scan
+        if first_days is not None:
+            firsts = first_days()
+        else:
+            firsts = {}
+            for utility, d in daily:
+                if utility not in firsts or d < firsts[utility]:
+                    firsts[utility] = d
         for utility in sorted(set(firsts) | set(self.series), key=_utility_rank):
             series = self.series.get(utility)
             cursor = series.last_day + timedelta(days=1) if series and series.last_day else firsts.get(utility)

@@ -109,6 +109,16 @@ class DayBook(Mapping):
         readings[i] += 1
         est[i] += bool(estimated)
 
+    def first_days(self) -> dict[str, date]:
+        """The first day with readings of each utility."""
+        out = {}
+        for utility, (base, _, readings, _) in self.runs.items():
+            for i, n in enumerate(readings):
+                if n:
+                    out[utility] = date.fromordinal(base + i)
+                    break
+        return out
+
     def drop_before(self, ordinal: int) -> None:
         """Forget the days before ``ordinal``."""
         for utility, run in list(self.runs.items()):
