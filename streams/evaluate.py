@@ -342,6 +342,7 @@ def simulated_raws(config, on_day=None) -> Iterable[bytes]:
 
 
 def file_raws(path: Path, on_bytes=None) -> Iterable[bytes]:
+    """The non-blank lines of a JSON Lines file (``on_bytes(done)`` reports progress)."""
     done = 0
     with path.open("rb") as f:
         for line in f:
@@ -372,14 +373,7 @@ def file_events(path: Path, on_bytes=None) -> Iterable:
     """The events of a JSON Lines file, decoded (bad lines become ``Rejection``s)."""
     from streams.contracts import decode_event
 
-    done = 0
-    with path.open("rb") as f:
-        for line in f:
-            done += len(line)
-            if on_bytes is not None:
-                on_bytes(done)
-            if line.strip():
-                yield decode_event(line.rstrip(b"\r\n"))
+    return (decode_event(raw) for raw in file_raws(path, on_bytes))
 
 
 # -- the report ---------------------------------------------------------------------------------
