@@ -300,21 +300,12 @@ def detect_pipeline(raws: Iterable[bytes], span: _Span, partitions: int = 4) -> 
     (``streams.pipeline.replay_in_process``: per-partition clocks and cohorts, as
     ``entwatch worker`` with ``partitions`` partitions); returns the alert messages."""
     from streams.pipeline import replay_in_process
-    from streams.uscc import uscc_problem
-
-    def seen(items):
-        for raw in items:
-            try:
-                obj = orjson.loads(raw)
-                if uscc_problem(obj["uscc"]) is None:  # the rest of the checks are the processor's
-                    span.see(_Seen(obj["uscc"], datetime.fromisoformat(obj["event_time"])))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                pass
-            yield raw
 
     alerts: list[dict] = []
-    for result in replay_in_process(seen(raws), partitions):
+    for result in replay_in_process(raws, partitions):
         span.rejected += len(result.deadletters)
+        for row in result.rows.get("events", ()):  # the accepted events
+            span.see(_Seen(row["uscc"], row["event_time"]))
         alerts += [p.body for p in result.alerts]
     return alerts
 
