@@ -151,3 +151,27 @@ def test_every_enterprise_dashboard_query_runs_and_the_drill_down_finds_the_ente
     assert len(answers["Supervision list (risk score >= 60)"]) == high == len(answers["variable uscc"])
     assert high, "the small city puts no enterprise on the supervision list: the join is untested"
     assert all(r["name"] and r["town"] for r in answers["Supervision list (risk score >= 60)"])
+
+
+def test_the_init_job_creates_the_topics_and_the_schema_once(broker, clickhouse_server):
+    """What compose's one-shot `init` service runs, natively against a real broker and server."""
+    import os
+    import sys
+    import uuid
+
+    from streams.storage import open_storage
+    from tests.grafana import DEPLOY
+
+    db = f"init_{uuid.uuid4().hex[:10]}"
+    url = f"clickhouse://default@127.0.0.1:{clickhouse_server.tcp_port}/{db}"
+    env = {**os.environ, "ENTWATCH_BROKER_URL": broker.url, "ENTWATCH_STORAGE_URL": url, "ENTWATCH_PARTITIONS": "3"}
+    runs = [subprocess.run([sys.executable, str(DEPLOY / "init.py")], capture_output=True, text=True, timeout=60, env=env)
+            for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+    assert "enterprise.utility" in runs[0].stdout and "none (all existed)" in runs[1].stdout
+    storage = open_storage(url)
+    try:
+        tables = {r["name"] for r in storage.query(f"SHOW TABLES FROM {db}")}
+    finally:
+        storage.close()
+    assert {"events", "utility_daily", "tax_monthly", "social_monthly", "enterprises", "alerts", "risk"} <= tables
