@@ -34,7 +34,20 @@ def machine() -> dict:
     except Exception:
         pass
     return {"cores": os.cpu_count(), "memory_mib": mem, "python": platform.python_version(),
-            "platform": platform.platform(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "platform": platform.platform(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "revision": revision()}
+
+
+def revision() -> str:
+    """The commit measured, with ``+dirty`` if streams/ or detectors/ had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "streams", "detectors"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def simulated(config) -> list[tuple[str, bytes, bytes]]:
