@@ -220,7 +220,10 @@ def _assigned(app, kind_by_topic: dict[str, str]) -> set[int]:
 
 def _behind(app, kind_by_topic: dict[str, str], consumed: dict[tuple[str, int], int], partition: int) -> set[str]:
     """The input kinds whose topic has messages on ``partition`` that this worker has not
-    processed yet (or whose end it does not know yet)."""
+    processed yet (or whose end it does not know yet): the clock waits for them.
+
+    Known cost (docs/BENCHMARKS.md, latency): live, a sparse topic often has a message in
+    flight, and the clock then waits at that topic's last event time until it is read."""
     out = set()
     for topic, kind in kind_by_topic.items():
         tp = TP(topic, partition)

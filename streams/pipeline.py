@@ -201,6 +201,13 @@ class BatchProcessor:
                     tr.publish(findings, at, index, result.alerts, result.risk)
             last.update(dict.fromkeys(cache, index))
             result.open_alerts[partition] = Counter(rule for tr in cache.values() for rule in tr.open_rules())
+        closed = clock.clock.closed_through
+        if closed is not None:  # late events (their day already closed) are judged now, not at the next close
+            late = sorted(((e.event_time, uscc, e.kind, e.event_id), e) for uscc in sorted(last)
+                          for e in cache[uscc].due(closed, self.tz))
+            for (_, uscc, _, _), e in late:
+                tr = cohorts.record = cache[uscc]
+                tr.publish(tr.feed(e, cohorts, self.tz), clock.closed_at(closed), index, result.alerts, result.risk)
         for uscc, keys in touched.items():
             days = cache[uscc].state.days
             for utility, day in keys:

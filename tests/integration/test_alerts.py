@@ -1,6 +1,7 @@
-"""Detection on real parts: a simulated city replayed into a worker raises exactly the
-alerts that the batch processor computes in process, on monitor.alerts, in storage, in
-the metrics and through ``entwatch alerts``."""
+"""Detection on real parts: a simulated city replayed into a worker (a backlog, caught up at
+uneven speeds per topic) raises the alerts that the batch processor computes in process,
+with the same ids, states, severities and windows, on monitor.alerts, in storage, in the
+metrics and through ``entwatch alerts``."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def test_the_worker_raises_the_alerts_the_processor_computes(start_worker, broke
     worker = start_worker()
     alerts, accepted = expected_alerts(lines, Settings().partitions)
     assert len({a["rule"] for a in alerts}) >= 4
-    replay(path, broker.url)
+    replay(path, broker.url)  # faster than the worker reads: it catches up topics at uneven speeds
 
     wait_until(lambda: _metric(worker.metrics(), "entwatch_processing_latency_seconds_count") >= accepted,
                timeout=180, what="the city consumed")
@@ -54,15 +55,22 @@ def test_the_worker_raises_the_alerts_the_processor_computes(start_worker, broke
     query = "SELECT alert_id, status, severity, toString(window_end) AS window_end, rule FROM alerts FINAL"
     try:
         wait_until(lambda: len(worker.query(query)) >= len(final), what="alert rows")
-    finally:
-        stored = worker.query(query)
+    except AssertionError:
+        pass  # the comparison below says which
+    stored = worker.query(query)
     assert {r["alert_id"]: (r["status"], r["severity"], r["window_end"], r["rule"]) for r in stored} == {
         k: (a["status"], a["severity"], a["window_end"], a["rule"]) for k, a in final.items()}
 
+    # On the topic: each alert's last message is the stored state; keys are the USCCs.  (The
+    # processor's byte-exact output is pinned by tests/unit/test_pipeline_detection.py; here a
+    # late-judged return may carry another detected_at, see docs/STREAMING.md.)
     published = read_topic(broker.bootstrap, Settings().topic("alerts"), len(alerts))
-    bodies = {r.value for r in published}
-    assert bodies == {orjson.dumps(a) for a in alerts}  # at least once: every message, no other
-    assert {r.key.decode() for r in published} == {a["uscc"] for a in alerts}
+    last = {}
+    for record in published:
+        body = orjson.loads(record.value)
+        assert record.key.decode() == body["uscc"]
+        last[body["alert_id"]] = (body["status"], body["severity"], body["window_end"], body["rule"])
+    assert last == {k: (a["status"], a["severity"], a["window_end"], a["rule"]) for k, a in final.items()}
 
     opened = sum(1 for a in final.values() if a["status"] == "open")
     metrics = worker.metrics()
