@@ -109,22 +109,6 @@ def total(metrics: dict[str, float], prefix: str) -> float:
     return sum(v for k, v in metrics.items() if k == prefix or k.startswith(prefix + "{"))
 
 
-# ``entwatch worker`` with every aiokafka consumer's fetch_max_wait_ms replaced (Faust's
-# worker consumer hard-codes 1,500 ms): an experiment for the latency benchmark, not a setting.
-FETCH_WAIT_LAUNCHER = """
-import os, runpy, sys
-import aiokafka
-_Consumer = aiokafka.AIOKafkaConsumer
-class Consumer(_Consumer):
-    def __init__(self, *args, **kwargs):
-        kwargs["fetch_max_wait_ms"] = int(os.environ["BENCH_FETCH_MAX_WAIT_MS"])
-        super().__init__(*args, **kwargs)
-aiokafka.AIOKafkaConsumer = Consumer
-sys.argv = ["streams.cli", "worker"]
-runpy.run_module("streams.cli", run_name="__main__")
-"""
-
-
 @dataclass
 class Worker:
     """An ``entwatch worker`` child process in its own process group (as tests/conftest.py)."""
@@ -134,7 +118,6 @@ class Worker:
     log: Path
     env: dict = field(default_factory=dict)
     port: int = field(default_factory=free_port)
-    fetch_max_wait_ms: int | None = None  # None: Faust's own (1,500 ms)
     proc: subprocess.Popen | None = None
     started: float = 0.0
 
@@ -142,11 +125,7 @@ class Worker:
         env = {**os.environ, "ENTWATCH_BROKER_URL": self.broker_url, "ENTWATCH_STORAGE_URL": self.storage_url,
                "ENTWATCH_METRICS_PORT": str(self.port), "ENTWATCH_LOG_LEVEL": "WARNING", **self.env}
         self.started = time.perf_counter()
-        argv = [PYTHON, "-m", "streams.cli", "worker"]
-        if self.fetch_max_wait_ms is not None:
-            env["BENCH_FETCH_MAX_WAIT_MS"] = str(self.fetch_max_wait_ms)
-            argv = [PYTHON, "-c", FETCH_WAIT_LAUNCHER]
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT,
+        self.proc = subprocess.Popen([PYTHON, "-m", "streams.cli", "worker"], env=env, cwd=ROOT,
                                      stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         return self

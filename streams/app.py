@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import faust
+from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP
 import orjson
 from faust.streams import _current_event
@@ -70,6 +71,123 @@ class Sink:
             metrics.SINK_ROWS.labels(table).inc(len(batch))
 
 
+class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
+    """Faust's consumer with the fetch wait from the settings: Faust hard-codes 1,500 ms,
+    which a caught-up worker waits on every fetch that finds nothing new (the broker
+    answers a fetch as soon as data arrives, so a shorter wait costs nothing under load)."""
+
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read by the fetcher it starts
+        return consumer
+
+
+class _Consumer(faust_kafka.Consumer):
+    def _new_consumer_thread(self):
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_kafka.Transport):
+    Consumer = _Consumer
+
+
+class WorkerApp(faust.App):
+    """A Faust app whose worker consumer uses ``fetch_max_wait_ms``."""
+
+    fetch_max_wait_ms = 1500
+
+    def _new_transport(self):
+        return _Transport(self.conf.broker_consumer, self)
+
+
+class Continuity:
+    """Makes sure every message of an input partition reaches the processor, in order.
+
+    Faust's stream drops a fetched message without processing or acking it when its
+    consumer generation is stale or its flow control is paused, and the consumer's
+    position has by then moved past it; nothing fetches it again until the next
+    rebalance.  Seen on Tansu right after a restart: a worker that fetched the backlog
+    in that window processed none of it, or skipped a batch in the middle.  So:
+
+    - a batch message past the next offset expected on its partition is set aside (the
+      messages before it were dropped) and the partition is sought back to that offset;
+    - a worker idle for ``idle_after`` seconds whose consumer position is past the
+      offset expected on a partition seeks it back too.
+
+    The expected offset is the last processed + 1, or at first the committed offset (or
+    the log start).  Re-reading is safe: every step of a batch is idempotent.
+    """
+
+    def __init__(self, app: faust.App, kind_by_topic: dict[str, str], idle_after: float):
+        self.app = app
+        self.topics = kind_by_topic
+        self.idle_after = idle_after
+        self.next: dict[TP, int] = {}  # next offset expected per input partition
+        self.sought: dict[TP, tuple[int, float]] = {}
+        self.busy_since: float | None = None
+        self.last_batch = time.monotonic()
+
+    def processed(self, tp: TP) -> int | None:
+        """The last offset processed on ``tp`` in this assignment (or committed before it)."""
+        nxt = self.expected(tp)
+        return None if nxt is None else nxt - 1
+
+    def expected(self, tp: TP) -> int | None:
+        nxt = self.next.get(tp)
+        return nxt if nxt is not None else self.app.consumer._committed_offset.get(tp)
+
+    async def admit(self, events: list) -> list:
+        """The batch's events that follow on from what was processed; seeks back where
+        messages were dropped before them."""
+        self.last_batch = time.monotonic()
+        out, back = [], {}
+        for event in events:
+            tp, offset = event.message.tp, event.message.offset
+            if tp in back:
+                continue
+            expected = self.expected(tp)
+            if expected is not None and offset > expected:
+                back[tp] = (expected, offset)
+                continue
+            out.append(event)
+            self.next[tp] = max(offset + 1, self.next.get(tp, 0))
+        for tp, (expected, arrived) in back.items():
+            await self._seek(tp, expected, f"the batch went on at offset {arrived}")
+        return out
+
+    async def check_idle(self) -> None:
+        """Seek back partitions whose consumer position is past what was processed, if the
+        worker has had nothing to process for a while."""
+        now = time.monotonic()
+        if self.busy_since is not None or now - self.last_batch < self.idle_after or self.app.rebalancing:
+            return
+        consumer = self.app.consumer
+        tps = [tp for tp in consumer.assignment() if tp.topic in self.topics]
+        unknown = [tp for tp in tps if self.expected(tp) is None]
+        start = await consumer.earliest_offsets(*unknown) if unknown else {}
+        for tp in tps:
+            expected = self.expected(tp)
+            expected = start.get(tp) if expected is None else expected
+            position = await consumer.position(tp)
+            if expected is not None and position is not None and position > expected:
+                await self._seek(tp, expected, f"idle {now - self.last_batch:.0f} s at position {position}")
+
+    async def _seek(self, tp: TP, offset: int, why: str) -> None:
+        last = self.sought.get(tp)
+        if last is not None and last[0] == offset and time.monotonic() - last[1] < self.idle_after:
+            return  # already sought there: the messages before it are on their way
+        log.warning("%s[%d]: messages from offset %d were fetched but not processed (%s); reading them again",
+                    tp.topic, tp.partition, offset, why)
+        metrics.REREADS.labels(self.topics[tp.topic]).inc()
+        self.sought[tp] = (offset, time.monotonic())
+        await self.app.consumer.seek(tp, offset)
+
+    def revoked(self, tps) -> None:
+        for tp in tps:
+            self.next.pop(tp, None)
+            self.sought.pop(tp, None)
+
+
 @contextmanager
 def as_current(event):
     """Make ``event`` Faust's current event, so table writes go to its partition's changelog."""
@@ -80,12 +198,25 @@ def as_current(event):
         _current_event.reset(token)
 
 
+# RocksDB state: small write buffers and a bounded block cache, so the worker's memory does
+# not grow with the number of enterprises (Faust's defaults: 64 MiB buffers, 2 GiB cache).
+ROCKSDB_OPTIONS = {"write_buffer_size": 8 << 20, "max_write_buffer_number": 2, "block_cache_size": 64 << 20,
+                   "block_cache_compressed_size": 0, "target_file_size_base": 32 << 20}
+
+
 def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     """Build the worker app for ``settings`` (storage opened on start if not given)."""
-    app = faust.App(
+    rocksdb = settings.state_store == "rocksdb"
+    settings.state_dir().mkdir(parents=True, exist_ok=True)
+    app = WorkerApp(
         settings.app_id,
         broker=settings.broker_url,
-        store="memory://",
+        store="rocksdb://" if rocksdb else "memory://",
+        datadir=str(settings.state_dir()),
+        # Tansu 0.6 answers ListOffsets(latest) with the last batch's base offset + 1, below
+        # the offsets it acknowledged, so a RocksDB table's persisted changelog offset can
+        # be "higher than the highwater" after a restart: not a reason to refuse to start.
+        recovery_consistency_check=False,
         topic_partitions=settings.partitions,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
@@ -103,12 +234,14 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
         consumer_max_fetch_size=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
     )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     kind_by_topic = {settings.topic(kind): kind for kind in INPUT_KINDS}
     inputs = app.topic(*kind_by_topic, key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="raw")
     alerts_topic = app.topic(settings.topic("alerts"), key_serializer="raw", value_serializer="raw")
     risk_topic = app.topic(settings.topic("risk"), key_serializer="raw", value_serializer="raw")
-    table = app.Table("enterprise_state", key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    table = app.Table("enterprise_state", key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                      options=dict(ROCKSDB_OPTIONS, driver="rocksdict") if rocksdb else None)
     states = TableStates(table)
     processor = BatchProcessor(kind_by_topic, settings.timezone, settings.max_message_bytes)
     store = storage or open_storage(settings.effective_storage_url(),
@@ -116,18 +249,31 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     apply_schema(store)
     sink = Sink(store)
     open_alerts: dict[int, Counter] = {}
-    consumed: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset processed
+    continuity = Continuity(app, kind_by_topic, idle_after=max(3.0, 5 * settings.batch_seconds))
 
     @app.agent(inputs)
     async def ingest(stream):
         async for events in stream.take_events(settings.batch_max, within=settings.batch_seconds):
-            await handle_batch(events)
+            continuity.busy_since = time.monotonic()
+            try:
+                events = await continuity.admit(events)
+                if events:
+                    await handle_batch(events)
+            finally:
+                continuity.busy_since = None
+                continuity.last_batch = time.monotonic()
+
+    @app.timer(1.0)
+    async def reread_dropped() -> None:
+        await continuity.check_idle()
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender, revoked, **kwargs) -> None:
+        continuity.revoked(revoked)
 
     async def handle_batch(events) -> None:
         messages = [_message(e) for e in events]
-        for m in messages:
-            consumed[(m.topic, m.partition)] = m.offset
-        result: BatchResult = processor.process(messages, states, lambda p: _behind(app, kind_by_topic, consumed, p))
+        result: BatchResult = processor.process(messages, states, lambda p: _behind(app, kind_by_topic, continuity, p))
         # 1. ClickHouse, 2. the output topics (acknowledged), 3. the state; then Faust may
         # commit the offsets.  A crash in between replays the batch: every step is idempotent.
         await sink.write(result.rows)
@@ -195,20 +341,31 @@ def clock_key(partition: int) -> bytes:
 
 
 class TableStates:
-    """The ``StateView`` of the pipeline over the worker's Faust table."""
+    """The ``StateView`` of the pipeline over the worker's Faust table.
+
+    Reads happen with no current event: Faust's RocksDB store would otherwise look a key
+    up only in the database of the current event's partition."""
 
     def __init__(self, table):
         self.table = table
 
     def get(self, partition: int, uscc: str) -> bytes | None:
-        return self.table.get(state_key(partition, uscc))
+        token = _current_event.set(None)
+        try:
+            return self.table.get(state_key(partition, uscc))
+        finally:
+            _current_event.reset(token)
 
     def members(self, partition: int) -> list[str]:
         prefix = f"{partition}/".encode()
         return [key[len(prefix):].decode() for key in list(self.table.keys()) if key.startswith(prefix)]
 
     def clock(self, partition: int) -> bytes | None:
-        return self.table.get(clock_key(partition))
+        token = _current_event.set(None)
+        try:
+            return self.table.get(clock_key(partition))
+        finally:
+            _current_event.reset(token)
 
 
 def _assigned(app, kind_by_topic: dict[str, str]) -> set[int]:
@@ -218,7 +375,7 @@ def _assigned(app, kind_by_topic: dict[str, str]) -> set[int]:
         return set()
 
 
-def _behind(app, kind_by_topic: dict[str, str], consumed: dict[tuple[str, int], int], partition: int) -> set[str]:
+def _behind(app, kind_by_topic: dict[str, str], continuity: Continuity, partition: int) -> set[str]:
     """The input kinds whose topic has messages on ``partition`` that this worker has not
     processed yet (or whose end it does not know yet): the clock waits for them.
 
@@ -231,11 +388,8 @@ def _behind(app, kind_by_topic: dict[str, str], consumed: dict[tuple[str, int], 
             end = app.consumer.highwater(tp)
         except Exception:  # not assigned (any more): nothing to wait for
             continue
-        done = consumed.get((topic, partition))
-        if done is None:
-            committed = app.consumer._committed_offset.get(tp)
-            done = -1 if committed is None else committed
-        if end is None or end > done + 1:
+        done = continuity.processed(tp)
+        if end is None or end > (-1 if done is None else done) + 1:
             out.add(kind)
     return out
 
@@ -251,8 +405,8 @@ def _lag(app, kind_by_topic: dict[str, str]) -> dict[str, int]:
         end = consumer.highwater(tp)
         if end is None:
             continue
-        done = consumer._committed_offset.get(tp)
-        lag[kind] += max(0, end - (done + 1 if done is not None else 0))
+        committed = consumer._committed_offset.get(tp)  # the next offset to read
+        lag[kind] += max(0, end - (committed or 0))
     return lag
 
 

@@ -17,6 +17,8 @@ DEADLETTERED = Counter(
     "entwatch_events_deadlettered", "Messages sent to the dead-letter topic, by kind and reason",
     ["kind", "reason"], registry=REGISTRY,
 )
+REREADS = Counter("entwatch_rereads", "Times a partition was sought back to re-read messages the consumer fetched "
+                  "but did not hand to the processor", ["kind"], registry=REGISTRY)
 DUPLICATES = Counter("entwatch_events_duplicate", "Redelivered utility events counted once", ["kind"], registry=REGISTRY)
 READINGS = Counter("entwatch_readings_processed", "Utility readings aggregated", registry=REGISTRY)
 LATE_READINGS = Counter(

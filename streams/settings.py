@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,11 +51,18 @@ class Settings(BaseSettings):
     metrics_port: int = Field(6066, ge=0, le=65535)
     timezone: str = "Asia/Shanghai"
     batch_max: int = Field(2000, ge=1, description="events per processing batch")
-    batch_seconds: float = Field(1.0, gt=0, description="longest wait to fill a batch")
+    batch_seconds: float = Field(0.2, gt=0, description="longest wait to fill a batch")
+    fetch_max_wait_ms: int = Field(100, ge=1, le=60_000, description="longest a fetch waits at the broker for new data")
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     rebalance_timeout: float = Field(6.0, gt=0, description="consumer group rebalance timeout, seconds")
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
     log_level: str = "WARNING"
+    state_store: Literal["memory", "rocksdb"] = Field(
+        "memory", description="where the worker keeps enterprise records: in RAM, or in RocksDB under data_dir")
+
+    def state_dir(self) -> Path:
+        """Faust's data directory (RocksDB tables) of this app."""
+        return self.data_dir / "state" / self.app_id
 
     def topic(self, name: str) -> str:
         """The full topic name for a kind (``utility``) or a monitor topic (``alerts``)."""

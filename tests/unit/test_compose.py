@@ -90,3 +90,7 @@ def test_clickhouse_users_read_their_passwords_from_the_environment():
 def test_the_worker_image_copies_the_schema_it_applies_on_start():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "COPY deploy deploy" in dockerfile and "schema.sql" in dockerfile
+
+
+def test_the_deployed_workers_keep_their_records_in_rocksdb():
+    assert SERVICES["worker"]["environment"]["ENTWATCH_STATE_STORE"] == "rocksdb"

@@ -69,3 +69,34 @@ def test_bootstrap_servers_are_host_port_pairs(url, servers):
 
 def test_empty_storage_url_means_chdb_in_the_data_dir(tmp_path):
     assert Settings(data_dir=tmp_path).effective_storage_url() == f"chdb://{tmp_path.resolve()}/chdb"
+
+
+class _SchemaSink:
+    """Takes the schema statements: storage is not what this test is about."""
+
+    database = "entwatch"
+
+    def version(self):
+        return (26, 1)
+
+    def execute(self, statement):
+        pass
+
+    def use_database(self):
+        pass
+
+
+def test_the_worker_consumer_fetch_wait_comes_from_the_settings(tmp_path):
+    import asyncio
+
+    from streams.app import create_app
+
+    async def created_consumer(settings):
+        app = create_app(settings, storage=_SchemaSink())
+        return app.consumer._thread._create_worker_consumer(app.transport)
+
+    for wait in (100, 750):
+        consumer = asyncio.run(created_consumer(Settings(fetch_max_wait_ms=wait, broker_url="kafka://127.0.0.1:1",
+                                                                        data_dir=tmp_path)))
+        assert consumer._fetch_max_wait_ms == wait  # Faust's own code passes 1,500
+    assert Settings().fetch_max_wait_ms == 100 and Settings().batch_seconds == 0.2
