@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.findings import RULES
 from streams import metrics
+from streams.offsets import fetched_ends
 from streams.pipeline import BatchProcessor, BatchResult, Message, deadletter_headers
 from streams.settings import INPUT_KINDS, Settings
 from streams.storage import Storage, apply_schema, open_storage
@@ -81,6 +82,10 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read by the fetcher it starts
         return consumer
 
+    async def _highwaters(self, partitions):
+        """End offsets for table recovery, as fetches report them (``streams.offsets``)."""
+        return await fetched_ends(self.app.bootstrap, await super()._highwaters(partitions))
+
 
 class _Consumer(faust_kafka.Consumer):
     def _new_consumer_thread(self):
@@ -92,9 +97,10 @@ class _Transport(faust_kafka.Transport):
 
 
 class WorkerApp(faust.App):
-    """A Faust app whose worker consumer uses ``fetch_max_wait_ms``."""
+    """A Faust app whose worker consumer uses ``fetch_max_wait_ms`` and true end offsets."""
 
     fetch_max_wait_ms = 1500
+    bootstrap = "127.0.0.1:9092"
 
     def _new_transport(self):
         return _Transport(self.conf.broker_consumer, self)
@@ -236,6 +242,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         consumer_max_fetch_size=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.bootstrap = settings.bootstrap_servers()
     kind_by_topic = {settings.topic(kind): kind for kind in INPUT_KINDS}
     inputs = app.topic(*kind_by_topic, key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="raw")

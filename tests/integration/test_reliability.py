@@ -18,8 +18,9 @@ pytestmark = pytest.mark.integration
 CST = timezone(timedelta(hours=8))
 
 
-def write_city(path: Path, enterprises: int, days: int) -> Path:
-    """A replay file: each enterprise uploads a day of hourly electricity readings per day."""
+def write_city(path: Path, enterprises: int, days: int, upload: str = "") -> Path:
+    """A replay file: each enterprise uploads a day of hourly electricity readings per day
+    (another ``upload`` name gives other event ids, adding to the same daily totals)."""
     start = datetime(2024, 5, 1, tzinfo=CST)
     with open(path, "w") as fh:
         for e in range(enterprises):
@@ -29,7 +30,7 @@ def write_city(path: Path, enterprises: int, days: int) -> Path:
                 readings = [{"start": (day + timedelta(hours=h)).isoformat(),
                              "end": (day + timedelta(hours=h + 1)).isoformat(),
                              "amount": round(5 + (e % 7) + h * 0.25 + d * 0.1, 2)} for h in range(24)]
-                fh.write(json.dumps({"kind": "utility", "event_id": f"e{e}-d{d}", "uscc": uscc, "source": "grid",
+                fh.write(json.dumps({"kind": "utility", "event_id": f"e{e}-d{d}{upload}", "uscc": uscc, "source": "grid",
                                      "event_time": (day + timedelta(days=1)).isoformat(), "schema_version": 1,
                                      "utility": "electricity", "unit": "kWh", "meter_id": f"M{e}",
                                      "readings": readings}) + "\n")
@@ -73,3 +74,24 @@ def test_a_worker_killed_mid_stream_and_restarted_stores_exactly_a_clean_runs_co
     assert_same_totals(stored_daily(restarted), expected)
     rows = restarted.query("SELECT event_id, count() AS n FROM events FINAL GROUP BY event_id HAVING n > 1")
     assert rows == []
+
+
+def test_a_restarted_worker_goes_on_from_the_state_it_recovered(start_worker, broker, storage_url, tmp_path):
+    """Daily totals are sums over the enterprise's record: a second upload for the same days,
+    processed after a restart, only adds up right if the restarted worker recovered every
+    record update (from the changelog, or RocksDB plus the changelog)."""
+    first = write_city(tmp_path / "first.jsonl", enterprises=150, days=8)
+    second = write_city(tmp_path / "second.jsonl", enterprises=150, days=8, upload="-again")
+    both = tmp_path / "both.jsonl"
+    both.write_text(first.read_text() + second.read_text())
+    store = "rocksdb" if storage_url.startswith("chdb") else "memory"
+    worker = start_worker(ENTWATCH_STATE_STORE=store)
+    replay(first, broker.url)
+    wait_for_events(worker, len(valid_ids(first)))
+    worker.stop()
+
+    restarted = start_worker(ENTWATCH_STATE_STORE=store)
+    replay(second, broker.url)
+    wait_for_events(restarted, len(valid_ids(both)))
+    expected = expected_daily(both)
+    wait_until(lambda: stored_daily(restarted) == pytest.approx(expected, rel=1e-9), what="the doubled daily totals")
