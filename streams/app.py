@@ -106,6 +106,9 @@ class WorkerApp(faust.App):
         return _Transport(self.conf.broker_consumer, self)
 
 
+MAX_REREADS = 5  # seeks back to the same offset before a partition's gap is given up
+
+
 class Continuity:
     """Makes sure every message of an input partition reaches the processor, in order.
 
@@ -121,7 +124,9 @@ class Continuity:
       offset expected on a partition seeks it back too.
 
     The expected offset is the last processed + 1, or at first the committed offset (or
-    the log start).  Re-reading is safe: every step of a batch is idempotent.
+    the log start).  Re-reading is safe: every step of a batch is idempotent.  After
+    ``MAX_REREADS`` seeks to the same offset (messages deleted by retention meanwhile, say)
+    the gap is logged as an error and the partition goes on.
     """
 
     def __init__(self, app: faust.App, kind_by_topic: dict[str, str], idle_after: float):
@@ -129,7 +134,7 @@ class Continuity:
         self.topics = kind_by_topic
         self.idle_after = idle_after
         self.next: dict[TP, int] = {}  # next offset expected per input partition
-        self.sought: dict[TP, tuple[int, float]] = {}
+        self.sought: dict[TP, tuple[int, float, int]] = {}  # offset, when, how many times
         self.busy_since: float | None = None
         self.last_batch = time.monotonic()
 
@@ -158,7 +163,7 @@ class Continuity:
             out.append(event)
             self.next[tp] = max(offset + 1, self.next.get(tp, 0))
         for tp, (expected, arrived) in back.items():
-            await self._seek(tp, expected, f"the batch went on at offset {arrived}")
+            await self._seek(tp, expected, arrived, f"the batch went on at offset {arrived}")
         return out
 
     async def check_idle(self) -> None:
@@ -176,16 +181,25 @@ class Continuity:
             expected = start.get(tp) if expected is None else expected
             position = await consumer.position(tp)
             if expected is not None and position is not None and position > expected:
-                await self._seek(tp, expected, f"idle {now - self.last_batch:.0f} s at position {position}")
+                await self._seek(tp, expected, position, f"idle {now - self.last_batch:.0f} s at position {position}")
 
-    async def _seek(self, tp: TP, offset: int, why: str) -> None:
-        last = self.sought.get(tp)
-        if last is not None and last[0] == offset and time.monotonic() - last[1] < self.idle_after:
-            return  # already sought there: the messages before it are on their way
+    async def _seek(self, tp: TP, offset: int, ahead: int, why: str) -> None:
+        offset_before, at, tries = self.sought.get(tp, (None, 0.0, 0))
+        if offset_before == offset:
+            if time.monotonic() - at < self.idle_after:
+                return  # already sought there: the messages before it are on their way
+            if tries >= MAX_REREADS:  # e.g. deleted by retention meanwhile: go on rather than loop
+                log.error("%s[%d]: offsets %d..%d never arrived after %d re-reads; going on from %d",
+                          tp.topic, tp.partition, offset, ahead - 1, tries, ahead)
+                self.next[tp] = ahead
+                self.sought.pop(tp, None)
+                return
+        else:
+            tries = 0
         log.warning("%s[%d]: messages from offset %d were fetched but not processed (%s); reading them again",
                     tp.topic, tp.partition, offset, why)
         metrics.REREADS.labels(self.topics[tp.topic]).inc()
-        self.sought[tp] = (offset, time.monotonic())
+        self.sought[tp] = (offset, time.monotonic(), tries + 1)
         await self.app.consumer.seek(tp, offset)
 
     def revoked(self, tps) -> None:
