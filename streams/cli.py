@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +121,9 @@ class EmbeddedStack:
         try:
             wait_for_port_free(self.settings.metrics_host, self.settings.metrics_port)
             self.broker.start()
+            # The embedded broker starts empty: records a previous run left on disk (RocksDB
+            # state store) would describe topics that no longer exist.
+            shutil.rmtree(self.settings.state_dir(), ignore_errors=True)
             self.settings.broker_url = self.broker.url
             ensure_topics(self.settings)
             env = {**os.environ, "ENTWATCH_BROKER_URL": self.broker.url,

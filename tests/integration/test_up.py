@@ -36,7 +36,10 @@ def alive(pid: int) -> bool:
 
 def test_up_starts_prints_where_things_are_and_stops_cleanly_on_sigterm(tmp_path):
     port = free_port()
-    env = {**os.environ, "HOME": str(tmp_path)}
+    env = {**os.environ, "HOME": str(tmp_path), "ENTWATCH_STATE_STORE": "rocksdb"}
+    stale = tmp_path / ".local/share/entwatch/state/entwatch/v1/tables/enterprise_state-0.db/CURRENT"
+    stale.parent.mkdir(parents=True)  # a previous run's records: the new, empty broker knows nothing of them
+    stale.write_text("MANIFEST-000001\n")
     up = subprocess.Popen([sys.executable, "-m", "streams.cli", "up", "--metrics-port", str(port)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
@@ -55,6 +58,7 @@ def test_up_starts_prints_where_things_are_and_stops_cleanly_on_sigterm(tmp_path
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         assert b"entwatch_source_freshness_seconds" in resp.read()
+    assert not stale.exists() or stale.read_text() != "MANIFEST-000001\n"
     kids = children(up.pid)
     assert len(kids) == 2, f"expected broker and worker as children, got {kids}"
 
