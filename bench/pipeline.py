@@ -12,6 +12,10 @@ partitioner, 4 partitions).  Then, on the same broker, in this order:
   until its ``/metrics`` show every message consumed and lag 0 (offsets committed); the rate
   is taken from ``/ready`` (the ~7 s group join is reported separately);
 - **two workers** in one group, the same way;
+- **Faust floor**: a Faust agent on the worker's consumer (``bench/_faust_floor.py``: the
+  same app class, batch call and fetch wait) that only JSON-decodes each message, timed from
+  its first batch: what the framework's per-message delivery allows before any of
+  entwatch's work;
 - **in process**: ``streams.pipeline.replay_in_process`` (the worker's processor, no broker,
   no sink) over the same messages;
 - optionally a second one-worker run under ``py-spy record`` for the profile (not timed).
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import subprocess
 import tempfile
 import time
@@ -71,6 +76,18 @@ async def bare_consume(bootstrap: str, topics: list[str], expected: int) -> tupl
         return time.perf_counter() - began, readings
     finally:
         await consumer.stop()
+
+
+def faust_floor(bootstrap: str, topics: list[str], expected: int, tmp: Path, timeout: float) -> float:
+    """Seconds for a decode-only Faust agent to go through ``expected`` messages."""
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "_faust_floor.py"), bootstrap, str(expected),
+                           str(tmp / "faust-floor"), *topics], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    found = re.findall(r'\{"seconds": [^}]*\}', done.stdout + done.stderr)  # Faust's logging may prefix it
+    if not found:
+        raise RuntimeError(f"the Faust floor run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return json.loads(found[-1])["seconds"]
 
 
 def run_workers(broker: EmbeddedBroker, n: int, app_id: str, tmp: Path, sent: int, timeout: float,
@@ -133,6 +150,7 @@ def main() -> None:
         one = run_workers(broker, 1, "bench-one", tmp, sent, args.timeout)
         bare2_s, _ = asyncio.run(bare_consume(broker.bootstrap, topics, sent))  # baseline again, after
         two = run_workers(broker, 2, "bench-two", tmp, sent, args.timeout)
+        floor_s = faust_floor(broker.bootstrap, topics, sent, tmp, args.timeout)
 
         began = time.perf_counter()
         for _ in replay_in_process((v for _, _, v in messages), partitions=4):
@@ -157,6 +175,7 @@ def main() -> None:
                        "from_start_ratio_to_bare": base / one["from_start_s"]},
         "two_workers": {**fig(two["processing_s"]), **two,
                         "from_start_readings_per_s": readings / two["from_start_s"]},
+        "faust_floor": {**fig(floor_s), "note": "a Faust agent (take_events, the worker's consumer) that only decodes"},
         "in_process": {**fig(inproc_s), "note": "replay_in_process: decode, validate, aggregate, detect; no broker, no sink, no state store"},
         "target": "one worker >= 0.25 of the bare consumer's readings/s",
     })
@@ -164,12 +183,14 @@ def main() -> None:
         results["profile_one_worker"] = profile
     out = ROOT / "bench" / "results" / "pipeline.json"
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    b, o, t, i = (results[k] for k in ("bare_consumer", "one_worker", "two_workers", "in_process"))
+    b, o, t, i, f = (results[k] for k in ("bare_consumer", "one_worker", "two_workers", "in_process", "faust_floor"))
     print(f"pipeline {sent:,} msgs ({readings:,} readings): bare consumer {b['readings_per_s']:,.0f} readings/s "
           f"({b['msgs_per_s']:,.0f} msgs/s); one worker {o['readings_per_s']:,.0f} readings/s "
           f"({o['msgs_per_s']:,.0f} msgs/s) ratio {o['ratio_to_bare']:.3f} (from start {o['from_start_ratio_to_bare']:.3f}); "
           f"two workers {t['readings_per_s']:,.0f} readings/s ratio {t['ratio_to_bare']:.3f}; "
-          f"in process {i['readings_per_s']:,.0f} readings/s ratio {i['ratio_to_bare']:.3f}")
+          f"in process {i['readings_per_s']:,.0f} readings/s ratio {i['ratio_to_bare']:.3f}; "
+          f"Faust floor (decode only) {f['readings_per_s']:,.0f} readings/s ratio {f['ratio_to_bare']:.3f}; "
+          f"one worker / Faust floor {o['readings_per_s'] / f['readings_per_s']:.2f}")
 
 
 if __name__ == "__main__":
