@@ -151,6 +151,10 @@ class Continuity:
         """The batch's events that follow on from what was processed; seeks back where
         messages were dropped before them."""
         self.last_batch = time.monotonic()
+        unknown = {event.message.tp for event in events if self.expected(event.message.tp) is None}
+        if unknown:  # nothing processed or committed yet: the partition is read from its log start
+            for tp, start in (await self.app.consumer.earliest_offsets(*unknown)).items():
+                self.next.setdefault(tp, start)
         out, back = [], {}
         for event in events:
             tp, offset = event.message.tp, event.message.offset

@@ -67,6 +67,14 @@ def test_the_first_batch_is_checked_against_the_committed_offset():
     assert offsets(asyncio.run(c.admit(events(9, 10, 11)))) == [9, 10, 11]  # a redelivery is processed again
 
 
+def test_with_nothing_committed_the_first_batch_must_start_at_the_log_start():
+    consumer = Consumer()
+    c = continuity(consumer)
+    assert offsets(asyncio.run(c.admit(events(5, 6)))) == []  # 0..4 were dropped before the first commit
+    assert consumer.seeks == [(A, 0)]
+    assert offsets(asyncio.run(c.admit(events(0, 1, 2, 3, 4, 5, 6)))) == [0, 1, 2, 3, 4, 5, 6]
+
+
 def test_an_idle_worker_whose_position_is_past_what_it_processed_seeks_back():
     consumer = Consumer(position=50)
     c = continuity(consumer)
