@@ -42,31 +42,39 @@ def test_up_starts_prints_where_things_are_and_stops_cleanly_on_sigterm(tmp_path
     stale.write_text("MANIFEST-000001\n")
     up = subprocess.Popen([sys.executable, "-m", "streams.cli", "up", "--metrics-port", str(port)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = up.stdout.readline()
-        assert line, f"entwatch up exited early: {''.join(lines)}"
-        lines.append(line)
-        if line.startswith("Stop with Ctrl-C"):
-            break
-    out = "".join(lines)
-    assert "entwatch is up in" in out
-    assert f"http://127.0.0.1:{port}/metrics" in out
-    assert f"chdb://{tmp_path}/.local/share/entwatch/chdb" in out
-    assert "kafka://127.0.0.1:" in out
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = up.stdout.readline()
+            assert line, f"entwatch up exited early: {''.join(lines)}"
+            lines.append(line)
+            if line.startswith("Stop with Ctrl-C"):
+                break
+        out = "".join(lines)
+        assert "entwatch is up in" in out
+        assert f"http://127.0.0.1:{port}/metrics" in out
+        assert f"chdb://{tmp_path}/.local/share/entwatch/chdb" in out
+        assert "kafka://127.0.0.1:" in out
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        assert b"entwatch_source_freshness_seconds" in resp.read()
-    assert not stale.exists() or stale.read_text() != "MANIFEST-000001\n"
-    kids = children(up.pid)
-    assert len(kids) == 2, f"expected broker and worker as children, got {kids}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            assert b"entwatch_source_freshness_seconds" in resp.read()
+        assert not stale.exists() or stale.read_text() != "MANIFEST-000001\n"
+        kids = children(up.pid)
+        assert len(kids) == 2, f"expected broker and worker as children, got {kids}"
 
-    up.send_signal(signal.SIGTERM)
-    assert up.wait(60) == 0
-    assert "entwatch stopped." in up.stdout.read()
-    time.sleep(0.5)
-    assert not [k for k in kids if alive(k)], "a child outlived entwatch up"
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(60) == 0
+        assert "entwatch stopped." in up.stdout.read()
+        time.sleep(0.5)
+        assert not [k for k in kids if alive(k)], "a child outlived entwatch up"
+    finally:  # a failed assertion must not leave the stack running
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            try:
+                up.wait(60)
+            except subprocess.TimeoutExpired:
+                up.kill()
 
 
 def test_up_refuses_a_busy_port_with_a_one_line_message(tmp_path):
