@@ -142,22 +142,20 @@ def _time(value: Any, i: int, name: str) -> tuple[datetime, float]:
     return hit
 
 
-def _reading(item: Any, i: int) -> Reading:
-    if not isinstance(item, dict):
-        raise ValueError(f"readings.{i}: must be an object with start, end and amount")
-    start, start_ts = _time(item.get("start"), i, "start")
-    end, end_ts = _time(item.get("end"), i, "end")
-    amount = item.get("amount")
-    if type(amount) not in _NUMBER or not math.isfinite(amount) or amount < 0:
-        raise ValueError(f"readings.{i}.amount: must be a finite number >= 0")
-    estimated = item.get("estimated", False)
-    if type(estimated) is not bool:
-        raise ValueError(f"readings.{i}.estimated: must be true or false")
-    if end_ts <= start_ts:
-        raise ValueError(f"readings.{i}: end must be after start")
-    if end - start > MAX_READING_SPAN:
-        raise ValueError(f"readings.{i}: a reading spans at most 31 days")
-    return Reading(start, end, float(amount), estimated, start_ts, end_ts)
+_PAIRS: dict[tuple[str, str], tuple[datetime, datetime, float, float, str | None]] = {}  # (start, end) text ->
+
+
+def _pair(start_text: Any, end_text: Any, i: int) -> tuple[datetime, datetime, float, float, str | None]:
+    """A reading's parsed start and end, and what is wrong with them together (None if
+    nothing).  Meters of a city report the same hours, so pairs are cached by their text."""
+    start, start_ts = _time(start_text, i, "start")
+    end, end_ts = _time(end_text, i, "end")
+    problem = "end must be after start" if end_ts <= start_ts else (
+        "a reading spans at most 31 days" if end - start > MAX_READING_SPAN else None)
+    if len(_PAIRS) >= _TIMES_MAX:
+        _PAIRS.clear()
+    pair = _PAIRS[(start_text, end_text)] = (start, end, start_ts, end_ts, problem)
+    return pair
 
 
 def _readings(value: Any) -> tuple[Reading, ...]:
@@ -167,7 +165,28 @@ def _readings(value: Any) -> tuple[Reading, ...]:
         raise ValueError("must be a list of readings")
     if not 1 <= len(value) <= MAX_READINGS:
         raise ValueError(f"must hold 1 to {MAX_READINGS:,} readings, not {len(value):,}")
-    return tuple(_reading(item, i) for i, item in enumerate(value))
+    out: list[Reading] = []
+    append, pairs, isfinite = out.append, _PAIRS, math.isfinite
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ValueError(f"readings.{i}: must be an object with start, end and amount")
+        start_text, end_text = item.get("start"), item.get("end")
+        try:
+            pair = pairs.get((start_text, end_text))
+        except TypeError:  # unhashable (a list, an object): _time says what is wrong
+            pair = None
+        if pair is None:
+            pair = _pair(start_text, end_text, i)
+        amount = item.get("amount")
+        if type(amount) not in _NUMBER or not isfinite(amount) or amount < 0:
+            raise ValueError(f"readings.{i}.amount: must be a finite number >= 0")
+        estimated = item.get("estimated", False)
+        if type(estimated) is not bool:
+            raise ValueError(f"readings.{i}.estimated: must be true or false")
+        if pair[4] is not None:
+            raise ValueError(f"readings.{i}: {pair[4]}")
+        append(Reading(pair[0], pair[1], float(amount), estimated, pair[2], pair[3]))
+    return tuple(out)
 
 
 def _dump_readings(readings: tuple[Reading, ...]) -> list[dict]:

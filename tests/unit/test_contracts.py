@@ -206,3 +206,17 @@ def test_event_time_must_be_rfc3339_with_offset(when):
 ], ids=["bool-amount", "string-amount", "yes-as-bool"])
 def test_values_of_the_wrong_json_type_are_rejected(obj, expected):
     assert reason(obj) == expected
+
+
+def test_readings_with_times_seen_before_are_checked_as_fully_as_new_ones():
+    """Parsed (start, end) pairs are cached by their text: a cached pair must not let a bad
+    amount through, and a bad pair must be refused every time, not only the first."""
+    backwards = reading(start="2024-03-10T00:00:00+08:00", end="2024-03-09T00:00:00+08:00")
+    for _ in range(2):
+        assert isinstance(validate_event(event("utility", readings=[reading()]), now=NOW), Utility)
+        result = validate_event(event("utility", readings=[reading(), reading(amount=-1)]), now=NOW)
+        assert isinstance(result, Rejection) and result.detail.startswith("readings.1.amount")
+        result = validate_event(event("utility", readings=[backwards]), now=NOW)
+        assert isinstance(result, Rejection) and "readings.0: end must be after start" in result.detail
+        result = validate_event(event("utility", readings=[reading(start=["x"])]), now=NOW)
+        assert isinstance(result, Rejection) and result.detail.startswith("readings.0.start")
