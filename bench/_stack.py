@@ -75,7 +75,8 @@ def readings_of(messages) -> int:
 
 
 async def produce(bootstrap: str, messages, topic_of) -> float:
-    """Send (kind, key, value) messages with a bare aiokafka producer; seconds taken."""
+    """Send (kind, key, value) messages with a bare aiokafka producer (the settings
+    ``entwatch replay`` uses) to ``topic_of(kind)``; seconds taken."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024,

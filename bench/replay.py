@@ -27,28 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _stack import produce  # noqa: E402  (the same bare producer as the other benchmarks)
 from producers.replay import read_lines, replay  # noqa: E402
 from producers.simulator import SimulationConfig, write_files  # noqa: E402
 from streams.broker import EmbeddedBroker  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
-
-
-async def bare_send(bootstrap: str, messages: list[tuple[str, bytes, bytes]]) -> float:
-    """Seconds for a bare aiokafka producer (same settings as replay's) to send and flush ``messages``."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024,
-                                max_request_size=8 * 1024 * 1024)
-    await producer.start()
-    try:
-        began = time.perf_counter()
-        for topic, key, value in messages:
-            await producer.send(topic, value, key=key)
-        await producer.flush()
-        return time.perf_counter() - began
-    finally:
-        await producer.stop()
 
 
 def main() -> None:
@@ -72,7 +56,7 @@ def main() -> None:
             report = replay(path, settings)
             assert report.sent == n, (report.sent, n)
             ours.append(report.seconds)
-            bare.append(asyncio.run(bare_send(broker.bootstrap, messages)))
+            bare.append(asyncio.run(produce(broker.bootstrap, messages, topic_of=str)))  # (topic, key, value)
             began = time.perf_counter()
             replay(path, settings, dry_run=True)
             check.append(time.perf_counter() - began)
