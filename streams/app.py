@@ -135,8 +135,18 @@ class Continuity:
         self.idle_after = idle_after
         self.next: dict[TP, int] = {}  # next offset expected per input partition
         self.sought: dict[TP, tuple[int, float, int]] = {}  # offset, when, how many times
-        self.busy_since: float | None = None
+        self.busy = False
         self.last_batch = time.monotonic()
+
+    @contextmanager
+    def working(self):
+        """Around each batch: the idle check leaves a worker alone while it works."""
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
+            self.last_batch = time.monotonic()
 
     def processed(self, tp: TP) -> int | None:
         """The last offset processed on ``tp`` in this assignment (or committed before it)."""
@@ -147,14 +157,18 @@ class Continuity:
         nxt = self.next.get(tp)
         return nxt if nxt is not None else self.app.consumer._committed_offset.get(tp)
 
+    async def _know(self, tps) -> None:
+        """Make the expected offset of ``tps`` known: with nothing processed or committed
+        yet, a partition is read from its log start."""
+        unknown = [tp for tp in tps if self.expected(tp) is None]
+        if unknown:
+            for tp, start in (await self.app.consumer.earliest_offsets(*unknown)).items():
+                self.next.setdefault(tp, start)
+
     async def admit(self, events: list) -> list:
         """The batch's events that follow on from what was processed; seeks back where
         messages were dropped before them."""
-        self.last_batch = time.monotonic()
-        unknown = {event.message.tp for event in events if self.expected(event.message.tp) is None}
-        if unknown:  # nothing processed or committed yet: the partition is read from its log start
-            for tp, start in (await self.app.consumer.earliest_offsets(*unknown)).items():
-                self.next.setdefault(tp, start)
+        await self._know({event.message.tp for event in events})
         out, back = [], {}
         for event in events:
             tp, offset = event.message.tp, event.message.offset
@@ -174,15 +188,13 @@ class Continuity:
         """Seek back partitions whose consumer position is past what was processed, if the
         worker has had nothing to process for a while."""
         now = time.monotonic()
-        if self.busy_since is not None or now - self.last_batch < self.idle_after or self.app.rebalancing:
+        if self.busy or now - self.last_batch < self.idle_after or self.app.rebalancing:
             return
         consumer = self.app.consumer
         tps = [tp for tp in consumer.assignment() if tp.topic in self.topics]
-        unknown = [tp for tp in tps if self.expected(tp) is None]
-        start = await consumer.earliest_offsets(*unknown) if unknown else {}
+        await self._know(tps)
         for tp in tps:
             expected = self.expected(tp)
-            expected = start.get(tp) if expected is None else expected
             position = await consumer.position(tp)
             if expected is not None and position is not None and position > expected:
                 await self._seek(tp, expected, position, f"idle {now - self.last_batch:.0f} s at position {position}")
@@ -214,8 +226,9 @@ class Continuity:
 
 @contextmanager
 def as_current(event):
-    """Make ``event`` Faust's current event, so table writes go to its partition's changelog."""
-    token = _current_event.set(weakref.ref(event))
+    """Make ``event`` Faust's current event, so table writes go to its partition's changelog
+    (None: no current event)."""
+    token = _current_event.set(None if event is None else weakref.ref(event))
     try:
         yield
     finally:
@@ -280,14 +293,10 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     @app.agent(inputs)
     async def ingest(stream):
         async for events in stream.take_events(settings.batch_max, within=settings.batch_seconds):
-            continuity.busy_since = time.monotonic()
-            try:
+            with continuity.working():
                 events = await continuity.admit(events)
                 if events:
                     await handle_batch(events)
-            finally:
-                continuity.busy_since = None
-                continuity.last_batch = time.monotonic()
 
     @app.timer(1.0)
     async def reread_dropped() -> None:
@@ -376,22 +385,16 @@ class TableStates:
         self.table = table
 
     def get(self, partition: int, uscc: str) -> bytes | None:
-        token = _current_event.set(None)
-        try:
+        with as_current(None):
             return self.table.get(state_key(partition, uscc))
-        finally:
-            _current_event.reset(token)
 
     def members(self, partition: int) -> list[str]:
         prefix = f"{partition}/".encode()
         return [key[len(prefix):].decode() for key in list(self.table.keys()) if key.startswith(prefix)]
 
     def clock(self, partition: int) -> bytes | None:
-        token = _current_event.set(None)
-        try:
+        with as_current(None):
             return self.table.get(clock_key(partition))
-        finally:
-            _current_event.reset(token)
 
 
 def _assigned(app, kind_by_topic: dict[str, str]) -> set[int]:

@@ -81,8 +81,8 @@ def test_an_idle_worker_whose_position_is_past_what_it_processed_seeks_back():
     asyncio.run(c.admit(events(0, 1)))
     asyncio.run(c.check_idle())
     assert consumer.seeks == [(A, 2)]
-    c.busy_since = 1.0  # a batch in progress: never
-    asyncio.run(c.check_idle())
+    with c.working():  # a batch in progress: never
+        asyncio.run(c.check_idle())
     assert consumer.seeks == [(A, 2)]
 
 
