@@ -62,6 +62,13 @@ def storage_url(request, tmp_path):
     return f"chdb://{tmp_path / 'chdb'}"
 
 
+@pytest.fixture
+def state_store(storage_url) -> str:
+    """The worker's ENTWATCH_STATE_STORE paired with the storage backend, so both stores run
+    without doubling the tests: records in RAM with the server, in RocksDB with chDB."""
+    return "rocksdb" if storage_url.startswith("chdb") else "memory"
+
+
 @dataclass
 class Worker:
     """An ``entwatch worker`` child process, owned by pid."""

@@ -40,10 +40,9 @@ def expected_alerts(lines: list[bytes], partitions: int) -> tuple[list[dict], in
     return [p.body for r in results for p in r.alerts], sum(r.accepted.total() for r in results)
 
 
-def test_the_worker_raises_the_alerts_the_processor_computes(start_worker, broker, city, storage_url, tmp_path):
+def test_the_worker_raises_the_alerts_the_processor_computes(start_worker, broker, city, state_store, tmp_path):
     path, lines = city
-    # Both state stores: records in RAM with the ClickHouse server, in RocksDB with chDB.
-    worker = start_worker(ENTWATCH_STATE_STORE="rocksdb" if storage_url.startswith("chdb") else "memory")
+    worker = start_worker(ENTWATCH_STATE_STORE=state_store)
     alerts, accepted = expected_alerts(lines, Settings().partitions)
     assert len({a["rule"] for a in alerts}) >= 4
     replay(path, broker.url)  # faster than the worker reads: it catches up topics at uneven speeds

@@ -38,13 +38,11 @@ def write_city(path: Path, enterprises: int, days: int, upload: str = "") -> Pat
 
 
 def test_a_worker_killed_mid_stream_and_restarted_stores_exactly_a_clean_runs_contents(start_worker, broker,
-                                                                                       storage_url, tmp_path):
+                                                                                       state_store, tmp_path):
     city = write_city(tmp_path / "city.jsonl", enterprises=150, days=20)
     total = len(valid_ids(city))
-    # Both state stores: records in RAM with the ClickHouse server; in RocksDB with chDB,
-    # where the restarted worker reopens the killed one's local databases.
-    store = "rocksdb" if storage_url.startswith("chdb") else "memory"
-    worker = start_worker(ENTWATCH_BATCH_MAX="200", ENTWATCH_STATE_STORE=store)
+    # With RocksDB the restarted worker reopens the killed one's local databases.
+    worker = start_worker(ENTWATCH_BATCH_MAX="200", ENTWATCH_STATE_STORE=state_store)
     replay(city, broker.url)
     def stored():
         count = worker.scalar("SELECT count() FROM events") or 0
@@ -57,8 +55,7 @@ def test_a_worker_killed_mid_stream_and_restarted_stores_exactly_a_clean_runs_co
     # Restart at once, while the group still lists the killed member (a 10 s session): the
     # harder case, two join rounds, in which Faust drops fetched messages that the worker
     # must then re-read (docs/RELIABILITY.md).
-
-    restarted = start_worker(ENTWATCH_BATCH_MAX="200", ENTWATCH_STATE_STORE=store)
+    restarted = start_worker(ENTWATCH_BATCH_MAX="200", ENTWATCH_STATE_STORE=state_store)
     wait_for_events(restarted, total, timeout=180)
     expected = expected_daily(city)
 
@@ -76,7 +73,7 @@ def test_a_worker_killed_mid_stream_and_restarted_stores_exactly_a_clean_runs_co
     assert rows == []
 
 
-def test_a_restarted_worker_goes_on_from_the_state_it_recovered(start_worker, broker, storage_url, tmp_path):
+def test_a_restarted_worker_goes_on_from_the_state_it_recovered(start_worker, broker, state_store, tmp_path):
     """Daily totals are sums over the enterprise's record: a second upload for the same days,
     processed after a restart, only adds up right if the restarted worker recovered every
     record update (from the changelog, or RocksDB plus the changelog)."""
@@ -84,13 +81,12 @@ def test_a_restarted_worker_goes_on_from_the_state_it_recovered(start_worker, br
     second = write_city(tmp_path / "second.jsonl", enterprises=150, days=8, upload="-again")
     both = tmp_path / "both.jsonl"
     both.write_text(first.read_text() + second.read_text())
-    store = "rocksdb" if storage_url.startswith("chdb") else "memory"
-    worker = start_worker(ENTWATCH_STATE_STORE=store)
+    worker = start_worker(ENTWATCH_STATE_STORE=state_store)
     replay(first, broker.url)
     wait_for_events(worker, len(valid_ids(first)))
     worker.stop()
 
-    restarted = start_worker(ENTWATCH_STATE_STORE=store)
+    restarted = start_worker(ENTWATCH_STATE_STORE=state_store)
     replay(second, broker.url)
     wait_for_events(restarted, len(valid_ids(both)))
     expected = expected_daily(both)
