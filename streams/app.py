@@ -88,8 +88,52 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_kafka.Consumer):
+    """Faust's consumer, except that the input topics' messages of each fetch go to the
+    app's ``on_batch`` together, instead of one by one through a stream.
+
+    Faust's per-message delivery (a task pair per message in the fetch loop, an event, a
+    queue, the stream's iteration) costs ~150 µs a message on this machine, more than
+    entwatch's own work on it (docs/BENCHMARKS.md, pipeline).  Here a fetch costs one call.
+    Everything else -- group membership, table recovery and changelogs, commits of acked
+    offsets, the other topics' delivery -- stays Faust's.
+    """
+
     def _new_consumer_thread(self):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher) -> None:  # the fetch loop of faust.transport.consumer.Consumer
+        app = self.app
+        if app.on_batch is None:
+            return await super()._drain_messages(fetcher)
+        read_offset = self._read_offset
+        unacked = self._unacked_messages
+        try:
+            while not (self._stopped.is_set() or fetcher._stopped.is_set()):
+                await self.sleep(0)
+                if self.should_stop:
+                    break
+                batch = []
+                async for tp, message in self.getmany(timeout=1.0):
+                    offset = message.offset
+                    last = read_offset[tp]
+                    if last is not None and offset < last:
+                        continue  # already read (Faust's rule): a fetch from before a seek
+                    if tp.topic in app.input_topics:
+                        batch.append(message)  # gaps are Continuity's to re-read, not to skip
+                    else:
+                        if last and offset - last > 1 and app.topics.acks_enabled_for(message.topic):
+                            await self._add_gap(tp, last + 1, offset)
+                        await self.wait_first(self.callback(message), self.suspend_flow.wait())
+                    read_offset[tp] = offset
+                if batch:
+                    unacked.update(batch)  # a rebalance waits for them to be acked
+                    await app.on_batch(batch)
+        except self.consumer_stopped_errors:
+            if not self.transport.app.should_stop:
+                raise
+        except asyncio.CancelledError:
+            if not self.transport.app.should_stop:
+                raise
 
 
 class _Transport(faust_kafka.Transport):
@@ -97,16 +141,20 @@ class _Transport(faust_kafka.Transport):
 
 
 class WorkerApp(faust.App):
-    """A Faust app whose worker consumer uses ``fetch_max_wait_ms`` and true end offsets."""
+    """A Faust app whose worker consumer uses ``fetch_max_wait_ms`` and true end offsets,
+    and hands each fetch of ``input_topics`` to ``on_batch`` (``_Consumer``)."""
 
     fetch_max_wait_ms = 1500
     bootstrap = "127.0.0.1:9092"
+    input_topics: frozenset[str] = frozenset()
+    on_batch = None  # async (list of Faust messages of input_topics) -> None
 
     def _new_transport(self):
         return _Transport(self.conf.broker_consumer, self)
 
 
 MAX_REREADS = 5  # seeks back to the same offset before a partition's gap is given up
+IDLE_AFTER = 3.0  # seconds without a batch before Continuity checks consumer positions
 
 
 class Continuity:
@@ -165,20 +213,20 @@ class Continuity:
             for tp, start in (await self.app.consumer.earliest_offsets(*unknown)).items():
                 self.next.setdefault(tp, start)
 
-    async def admit(self, events: list) -> list:
-        """The batch's events that follow on from what was processed; seeks back where
+    async def admit(self, messages: list) -> list:
+        """The batch's messages that follow on from what was processed; seeks back where
         messages were dropped before them."""
-        await self._know({event.message.tp for event in events})
+        await self._know({m.tp for m in messages})
         out, back = [], {}
-        for event in events:
-            tp, offset = event.message.tp, event.message.offset
+        for m in messages:
+            tp, offset = m.tp, m.offset
             if tp in back:
                 continue
             expected = self.expected(tp)
             if expected is not None and offset > expected:
                 back[tp] = (expected, offset)
                 continue
-            out.append(event)
+            out.append(m)
             self.next[tp] = max(offset + 1, self.next.get(tp, 0))
         for tp, (expected, arrived) in back.items():
             await self._seek(tp, expected, arrived, f"the batch went on at offset {arrived}")
@@ -209,6 +257,7 @@ class Continuity:
                           tp.topic, tp.partition, offset, ahead - 1, tries, ahead)
                 self.next[tp] = ahead
                 self.sought.pop(tp, None)
+                await self.app.consumer._add_gap(tp, offset, ahead - 1)  # so commits can pass it
                 return
         else:
             tries = 0
@@ -271,6 +320,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         value_serializer="raw",
         producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
         consumer_max_fetch_size=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
+        broker_max_poll_records=settings.batch_max,  # a fetch is a batch
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     app.bootstrap = settings.bootstrap_servers()
@@ -288,15 +338,21 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     apply_schema(store)
     sink = Sink(store)
     open_alerts: dict[int, Counter] = {}
-    continuity = Continuity(app, kind_by_topic, idle_after=max(3.0, 5 * settings.batch_seconds))
+    continuity = Continuity(app, kind_by_topic, idle_after=IDLE_AFTER)
+    app.topics.add(inputs)  # subscribed; their messages reach on_batch a fetch at a time (_Consumer)
+    app.input_topics = frozenset(kind_by_topic)
 
-    @app.agent(inputs)
-    async def ingest(stream):
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_seconds):
-            with continuity.working():
-                events = await continuity.admit(events)
-                if events:
-                    await handle_batch(events)
+    async def on_batch(fetched: list) -> None:
+        with continuity.working():
+            admitted = await continuity.admit(fetched)
+            if admitted:
+                await handle_batch(admitted)
+        consumer = app.consumer
+        for m in admitted:
+            consumer.ack(m)  # Faust commits acked offsets
+        consumer._unacked_messages.difference_update(fetched)  # the rest are to be read again
+
+    app.on_batch = on_batch
 
     @app.timer(1.0)
     async def reread_dropped() -> None:
@@ -306,8 +362,8 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     async def forget_revoked(sender, revoked, **kwargs) -> None:
         continuity.revoked(revoked)
 
-    async def handle_batch(events) -> None:
-        messages = [_message(e) for e in events]
+    async def handle_batch(fetched: list) -> None:
+        messages = [_message(m) for m in fetched]
         result: BatchResult = processor.process(messages, states, lambda p: _behind(app, kind_by_topic, continuity, p))
         # 1. ClickHouse, 2. the output topics (acknowledged), 3. the state; then Faust may
         # commit the offsets.  A crash in between replays the batch: every step is idempotent.
@@ -319,11 +375,13 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
                   for p in published]
         if sends:
             await asyncio.gather(*sends)
-        for (partition, uscc), (index, blob) in result.states.items():
-            with as_current(events[index]):
+        # A table write goes to the changelog partition of the current event's message.
+        events = {p: faust.Event(app, None, None, None, fetched[index]) for p, (index, _) in result.clocks.items()}
+        for (partition, uscc), (_, blob) in result.states.items():
+            with as_current(events[partition]):
                 table[state_key(partition, uscc)] = blob
-        for partition, (index, blob) in result.clocks.items():
-            with as_current(events[index]):
+        for partition, (_, blob) in result.clocks.items():
+            with as_current(events[partition]):
                 table[clock_key(partition)] = blob
         open_alerts.update(result.open_alerts)
         _count(result, messages, kind_by_topic, _assigned(app, kind_by_topic), open_alerts)
@@ -359,8 +417,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     return app
 
 
-def _message(event) -> Message:
-    m = event.message
+def _message(m) -> Message:
     headers = tuple((k, v) for k, v in (m.headers or ()))
     return Message(m.topic, m.partition, m.offset, m.key, m.value, (m.timestamp or time.time()), headers)
 

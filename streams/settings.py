@@ -50,8 +50,7 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(6066, ge=0, le=65535)
     timezone: str = "Asia/Shanghai"
-    batch_max: int = Field(2000, ge=1, description="events per processing batch")
-    batch_seconds: float = Field(0.2, gt=0, description="longest wait to fill a batch")
+    batch_max: int = Field(2000, ge=1, description="most messages per fetch, so per processing batch")
     fetch_max_wait_ms: int = Field(100, ge=1, le=60_000, description="longest a fetch waits at the broker for new data")
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     rebalance_timeout: float = Field(6.0, gt=0, description="consumer group rebalance timeout, seconds")

@@ -87,7 +87,7 @@ class Worker:
     def start(self, timeout: float = 90) -> "Worker":
         env = {"ENTWATCH_BROKER_URL": self.broker_url, "ENTWATCH_STORAGE_URL": self.storage_url,
                "ENTWATCH_METRICS_PORT": str(self.port), "ENTWATCH_LOG_LEVEL": "INFO",
-               "ENTWATCH_BATCH_SECONDS": "0.3", "ENTWATCH_DATA_DIR": str(self.log.parent / "data"),
+               "ENTWATCH_DATA_DIR": str(self.log.parent / "data"),
                **self.extra_env}
         self.proc = entwatch("worker", env=env, log=self.log)
         deadline = time.monotonic() + timeout

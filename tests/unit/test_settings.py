@@ -86,7 +86,7 @@ class _SchemaSink:
         pass
 
 
-def test_the_worker_consumer_fetch_wait_comes_from_the_settings(tmp_path):
+def test_the_worker_consumer_fetch_wait_and_batch_size_come_from_the_settings(tmp_path):
     import asyncio
 
     from streams.app import create_app
@@ -95,8 +95,9 @@ def test_the_worker_consumer_fetch_wait_comes_from_the_settings(tmp_path):
         app = create_app(settings, storage=_SchemaSink())
         return app.consumer._thread._create_worker_consumer(app.transport)
 
-    for wait in (100, 750):
-        consumer = asyncio.run(created_consumer(Settings(fetch_max_wait_ms=wait, broker_url="kafka://127.0.0.1:1",
-                                                                        data_dir=tmp_path)))
+    for wait, batch in ((100, 2000), (750, 300)):
+        consumer = asyncio.run(created_consumer(Settings(fetch_max_wait_ms=wait, batch_max=batch, data_dir=tmp_path,
+                                                         broker_url="kafka://127.0.0.1:1")))
         assert consumer._fetch_max_wait_ms == wait  # Faust's own code passes 1,500
-    assert Settings().fetch_max_wait_ms == 100 and Settings().batch_seconds == 0.2
+        assert consumer._max_poll_records == batch  # a fetch is a processing batch
+    assert Settings().fetch_max_wait_ms == 100 and Settings().batch_max == 2000
