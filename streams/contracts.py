@@ -79,9 +79,14 @@ class _Event(BaseModel):
     @field_validator("uscc")
     @classmethod
     def _valid_uscc(cls, value: str) -> str:
+        if value in _VALID_USCCS:
+            return value
         problem = uscc_problem(value)
         if problem:
             raise ValueError(problem)
+        if len(_VALID_USCCS) >= _CACHE_MAX:
+            _VALID_USCCS.clear()
+        _VALID_USCCS.add(value)
         return value
 
     @field_validator("event_time")
@@ -118,8 +123,9 @@ class Reading(NamedTuple):
 
 
 _NUMBER = (int, float)
+_CACHE_MAX = 100_000  # entries of each cache below (cleared when full)
+_VALID_USCCS: set[str] = set()  # codes checked valid: an enterprise sends many messages
 _TIMES: dict[str, tuple[datetime, float]] = {}  # timestamp text -> (parsed, epoch seconds)
-_TIMES_MAX = 100_000
 
 
 def _time(value: Any, i: int, name: str) -> tuple[datetime, float]:
@@ -136,7 +142,7 @@ def _time(value: Any, i: int, name: str) -> tuple[datetime, float]:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"readings.{i}.{name}: not a valid date and time") from None
-    if len(_TIMES) >= _TIMES_MAX:
+    if len(_TIMES) >= _CACHE_MAX:
         _TIMES.clear()
     hit = _TIMES[value] = (parsed, parsed.timestamp())
     return hit
@@ -152,7 +158,7 @@ def _pair(start_text: Any, end_text: Any, i: int) -> tuple[datetime, datetime, f
     end, end_ts = _time(end_text, i, "end")
     problem = "end must be after start" if end_ts <= start_ts else (
         "a reading spans at most 31 days" if end - start > MAX_READING_SPAN else None)
-    if len(_PAIRS) >= _TIMES_MAX:
+    if len(_PAIRS) >= _CACHE_MAX:
         _PAIRS.clear()
     pair = _PAIRS[(start_text, end_text)] = (start, end, start_ts, end_ts, problem)
     return pair
@@ -166,7 +172,7 @@ def _readings(value: Any) -> tuple[Reading, ...]:
     if not 1 <= len(value) <= MAX_READINGS:
         raise ValueError(f"must hold 1 to {MAX_READINGS:,} readings, not {len(value):,}")
     out: list[Reading] = []
-    append, pairs, isfinite = out.append, _PAIRS, math.isfinite
+    append, pairs, isfinite, new = out.append, _PAIRS, math.isfinite, tuple.__new__
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             raise ValueError(f"readings.{i}: must be an object with start, end and amount")
@@ -185,7 +191,7 @@ def _readings(value: Any) -> tuple[Reading, ...]:
             raise ValueError(f"readings.{i}.estimated: must be true or false")
         if pair[4] is not None:
             raise ValueError(f"readings.{i}: {pair[4]}")
-        append(Reading(pair[0], pair[1], float(amount), estimated, pair[2], pair[3]))
+        append(new(Reading, (pair[0], pair[1], float(amount), estimated, pair[2], pair[3])))  # no __new__ frame
     return tuple(out)
 
 
