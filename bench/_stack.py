@@ -4,7 +4,6 @@ child processes and reading their ``/metrics``."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import platform
 import re
@@ -184,6 +183,15 @@ def wait_processed(workers: list[Worker], sent: int, timeout: float, poll: float
                 return time.perf_counter(), sums
         time.sleep(poll)
     raise TimeoutError(f"not processed in {timeout} s: {sums} of {sent}")
+
+
+PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
+
+
+def need_py_spy() -> None:
+    """Stop before any work if a profile is asked for and py-spy is missing."""
+    if not PY_SPY.exists():
+        raise SystemExit("py-spy is not installed: run .venv/bin/pip install -e '.[bench]', or run without the profile")
 
 
 def py_spy_top(raw: Path, n: int = 15) -> dict:

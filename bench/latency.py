@@ -51,7 +51,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import orjson
-from _stack import ROOT, Worker, machine, produce, py_spy_top, simulated, total
+from _stack import PY_SPY, ROOT, Worker, machine, need_py_spy, produce, py_spy_top, simulated, total
 
 from producers.simulator import AnomalyRates, SimulationConfig  # noqa: E402
 from streams.broker import EmbeddedBroker  # noqa: E402
@@ -221,7 +221,7 @@ def run(args, rates, start: date, warm, live, cut: datetime, fetch_wait_ms: int,
             before = worker.metrics()
             if profile:
                 spy_raw = tmp / "profile.txt"
-                spy = subprocess.Popen([str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid", str(worker.proc.pid),
+                spy = subprocess.Popen([str(PY_SPY), "record", "--pid", str(worker.proc.pid),
                                         "--rate", "50", "--format", "raw", "--output", str(spy_raw), "--nonblocking"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             clocks, alerts, send_s = asyncio.run(steady(broker.bootstrap, live, settings.topic, args.rate, 4,
@@ -358,6 +358,8 @@ def main() -> None:
     if args.small:
         args.enterprises, args.days, args.warmup_days, args.rate = 150, 60, 40, 1875.0
     cases = [int(w) for w in args.cases.split(",")]
+    if args.profile:
+        need_py_spy()
     if args.day_close:
         figures = {"benchmark": "latency-dayclose", "machine": machine(), **day_close_cost()}
         (ROOT / "bench" / "results" / "latency-dayclose.json").write_text(json.dumps(figures, indent=2) + "\n")

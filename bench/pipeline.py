@@ -37,7 +37,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from _stack import ROOT, Worker, machine, produce, py_spy_top, readings_of, simulated, wait_processed
+from _stack import PY_SPY, ROOT, Worker, machine, need_py_spy, produce, py_spy_top, readings_of, simulated, wait_processed
 
 from producers.simulator import SimulationConfig  # noqa: E402
 from streams.broker import EmbeddedBroker  # noqa: E402
@@ -100,7 +100,7 @@ def run_workers(broker: EmbeddedBroker, n: int, app_id: str, tmp: Path, sent: in
             w.start()
         ready = max(w.wait_ready() for w in workers)
         if profile is not None:
-            spy = subprocess.Popen([str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid", str(workers[0].proc.pid),
+            spy = subprocess.Popen([str(PY_SPY), "record", "--pid", str(workers[0].proc.pid),
                                     "--rate", "50", "--format", "raw", "--output", str(profile), "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         done, sums = wait_processed(workers, sent, timeout)
@@ -126,6 +126,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.small:
         args.enterprises, args.days, args.no_profile = 60, 30, True
+    if not args.no_profile:
+        need_py_spy()
 
     config = SimulationConfig(enterprises=args.enterprises, days=args.days, start=date(2024, 1, 1),
                               electricity_interval="hour")

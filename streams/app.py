@@ -1,7 +1,7 @@
 """The Faust worker: input topics -> BatchProcessor -> ClickHouse, dead letters, state.
 
 At-least-once with idempotent sinks (SPEC §6): a batch's rows are written to ClickHouse
-and its dead letters acknowledged by the broker *before* the batch's events are acked,
+and its dead letters acknowledged by the broker *before* the batch's messages are acked,
 and Faust commits only acked offsets.  A worker killed mid-batch re-reads the batch; the
 ReplacingMergeTree tables and the state's event digests make the second pass a no-op.
 """
@@ -160,9 +160,9 @@ IDLE_AFTER = 3.0  # seconds without a batch before Continuity checks consumer po
 class Continuity:
     """Makes sure every message of an input partition reaches the processor, in order.
 
-    Faust's stream drops a fetched message without processing or acking it when its
+    Faust's fetch loop drops fetched messages without processing or acking them when their
     consumer generation is stale or its flow control is paused, and the consumer's
-    position has by then moved past it; nothing fetches it again until the next
+    position has by then moved past them; nothing fetches them again until the next
     rebalance.  Seen on Tansu right after a restart: a worker that fetched the backlog
     in that window processed none of it, or skipped a batch in the middle.  So:
 
