@@ -92,7 +92,7 @@ class _Consumer(faust_kafka.Consumer):
     app's ``on_batch`` together, instead of one by one through a stream.
 
     Faust's per-message delivery (a task pair per message in the fetch loop, an event, a
-    queue, the stream's iteration) costs ~150 µs a message on this machine, more than
+    queue, the stream's iteration) costs 140-170 µs a message on a CI machine, more than
     entwatch's own work on it (docs/BENCHMARKS.md, pipeline).  Here a fetch costs one call.
     Everything else -- group membership, table recovery and changelogs, commits of acked
     offsets, the other topics' delivery -- stays Faust's.
@@ -127,7 +127,12 @@ class _Consumer(faust_kafka.Consumer):
                     read_offset[tp] = offset
                 if batch:
                     unacked.update(batch)  # a rebalance waits for them to be acked
-                    await app.on_batch(batch)
+                    try:
+                        await app.on_batch(batch)
+                    except Exception:
+                        log.exception("processing a batch of %d messages failed; the worker stops and its "
+                                      "uncommitted messages are read again when it restarts", len(batch))
+                        raise
         except self.consumer_stopped_errors:
             if not self.transport.app.should_stop:
                 raise
@@ -265,7 +270,10 @@ class Continuity:
                     tp.topic, tp.partition, offset, why)
         metrics.REREADS.labels(self.topics[tp.topic]).inc()
         self.sought[tp] = (offset, time.monotonic(), tries + 1)
-        await self.app.consumer.seek(tp, offset)
+        try:
+            await self.app.consumer.seek(tp, offset)
+        except Exception as exc:  # revoked meanwhile: its next owner reads from the committed offset
+            log.warning("%s[%d]: could not seek back to %d (%s)", tp.topic, tp.partition, offset, exc)
 
     def revoked(self, tps) -> None:
         for tp in tps:

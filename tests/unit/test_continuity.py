@@ -22,9 +22,12 @@ class Consumer:
         self.seeks: list[tuple[TP, int]] = []
         self.gaps: list[tuple[TP, int, int]] = []
         self.at = position
+        self.revoked = False
 
     async def seek(self, tp, offset):
         self.seeks.append((tp, offset))
+        if self.revoked:
+            raise RuntimeError(f"{tp} is not assigned")
 
     async def position(self, tp):
         return self.at
@@ -106,3 +109,11 @@ def test_a_gap_that_never_fills_is_given_up_after_the_last_reread():
     assert c.expected(A) == 20
     assert consumer.gaps == [(A, 1, 19)]  # so Faust's commits pass offsets 1..19
     assert offsets(asyncio.run(c.admit(events(20)))) == [20]
+
+
+def test_a_seek_back_that_fails_is_logged_and_the_batch_goes_on(caplog):
+    consumer = Consumer()
+    c = continuity(consumer)
+    consumer.revoked = True  # taken away by a rebalance while the batch was in hand
+    assert offsets(asyncio.run(c.admit(events(4, 5)))) == []
+    assert consumer.seeks == [(A, 0)] and "could not seek back to 0" in caplog.text
