@@ -152,7 +152,6 @@ class _Consumer(faust_kafka.Consumer):
             if not self.transport.app.should_stop:
                 raise
 
-
     def _forget(self, messages) -> None:
         """No longer wait for ``messages`` (not processed; to be read again), and wake a
         rebalance that waits for the unacked ones."""
