@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -192,6 +194,25 @@ def need_py_spy() -> None:
     """Stop before any work if a profile is asked for and py-spy is missing."""
     if not PY_SPY.exists():
         raise SystemExit("py-spy is not installed: run .venv/bin/pip install -e '.[bench]', or run without the profile")
+
+
+@contextmanager
+def py_spy(pid: int, output: Path | None):
+    """Sample process ``pid`` with py-spy (50 Hz, raw collapsed stacks into ``output``) for
+    the duration of the block; no profile if ``output`` is None."""
+    if output is None:
+        yield
+        return
+    spy = subprocess.Popen([str(PY_SPY), "record", "--pid", str(pid), "--rate", "50", "--format", "raw",
+                            "--output", str(output), "--nonblocking"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output and exits
+        spy.wait(60)
+    finally:
+        if spy.poll() is None:
+            spy.kill()
 
 
 def py_spy_top(raw: Path, n: int = 15) -> dict:

@@ -40,9 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
 from bisect import bisect_left
@@ -51,7 +49,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import orjson
-from _stack import PY_SPY, ROOT, Worker, machine, need_py_spy, produce, py_spy_top, simulated, total
+from _stack import ROOT, Worker, machine, need_py_spy, produce, py_spy, py_spy_top, simulated, total
 
 from producers.simulator import AnomalyRates, SimulationConfig  # noqa: E402
 from streams.broker import EmbeddedBroker  # noqa: E402
@@ -201,14 +199,12 @@ def run(args, rates, start: date, warm, live, cut: datetime, fetch_wait_ms: int,
     """One worker (fresh broker and chDB) at ``fetch_wait_ms``: catch up
     with ``warm``, then send ``live`` at the steady rate; the figures of the opened alerts."""
     live_readings = sum(m[4] for m in live)
-    spy_raw = None
     with tempfile.TemporaryDirectory() as tmpdir, EmbeddedBroker() as broker:
         tmp = Path(tmpdir)
         settings = Settings(broker_url=broker.url, partitions=4)
         ensure_topics(settings)
         env = {"ENTWATCH_PARTITIONS": "4", "ENTWATCH_FETCH_MAX_WAIT_MS": str(fetch_wait_ms)}
         worker = Worker(broker.url, f"chdb://{tmp / 'chdb'}", tmp / "worker.log", env=env).start()
-        spy = None
         try:
             worker.wait_ready()
             asyncio.run(produce(broker.bootstrap, warm, settings.topic))
@@ -219,21 +215,13 @@ def run(args, rates, start: date, warm, live, cut: datetime, fetch_wait_ms: int,
                     break
                 time.sleep(0.5)
             before = worker.metrics()
-            if profile:
-                spy_raw = tmp / "profile.txt"
-                spy = subprocess.Popen([str(PY_SPY), "record", "--pid", str(worker.proc.pid),
-                                        "--rate", "50", "--format", "raw", "--output", str(spy_raw), "--nonblocking"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            clocks, alerts, send_s = asyncio.run(steady(broker.bootstrap, live, settings.topic, args.rate, 4,
-                                                        settings.topic("alerts"), grace=5.0))
-            after = worker.metrics()
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)  # py-spy writes its output and exits
-                spy.wait(60)
+            spy_raw = tmp / "profile.txt" if profile else None
+            with py_spy(worker.proc.pid, spy_raw):
+                clocks, alerts, send_s = asyncio.run(steady(broker.bootstrap, live, settings.topic, args.rate, 4,
+                                                            settings.topic("alerts"), grace=5.0))
+                after = worker.metrics()
             top = py_spy_top(spy_raw) if spy_raw is not None and spy_raw.exists() else None
         finally:
-            if spy is not None and spy.poll() is None:
-                spy.kill()
             worker.stop()
 
     # An open alert that grows or changes severity is published again, still "open" and with

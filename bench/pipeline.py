@@ -37,7 +37,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from _stack import PY_SPY, ROOT, Worker, machine, need_py_spy, produce, py_spy_top, readings_of, simulated, wait_processed
+from _stack import (ROOT, Worker, machine, need_py_spy, produce, py_spy, py_spy_top, readings_of, simulated,
+                    wait_processed)
 
 from producers.simulator import SimulationConfig  # noqa: E402
 from streams.broker import EmbeddedBroker  # noqa: E402
@@ -94,24 +95,15 @@ def run_workers(broker: EmbeddedBroker, n: int, app_id: str, tmp: Path, sent: in
                 profile: Path | None = None) -> dict:
     workers = [Worker(broker.url, f"chdb://{tmp / f'{app_id}-{i}'}", tmp / f"{app_id}-{i}.log",
                       env={"ENTWATCH_APP_ID": app_id, "ENTWATCH_PARTITIONS": "4"}) for i in range(n)]
-    spy = None
     try:
         for w in workers:
             w.start()
         ready = max(w.wait_ready() for w in workers)
-        if profile is not None:
-            spy = subprocess.Popen([str(PY_SPY), "record", "--pid", str(workers[0].proc.pid),
-                                    "--rate", "50", "--format", "raw", "--output", str(profile), "--nonblocking"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        done, sums = wait_processed(workers, sent, timeout)
-        if spy is not None:
-            spy.send_signal(2)  # SIGINT: py-spy writes its output and exits
-            spy.wait(60)
+        with py_spy(workers[0].proc.pid, profile):
+            done, sums = wait_processed(workers, sent, timeout)
         return {"from_start_s": done - workers[0].started, "join_s": ready - workers[0].started,
                 "processing_s": done - ready, **sums}
     finally:
-        if spy is not None and spy.poll() is None:
-            spy.kill()
         for w in workers:
             w.stop()
 

@@ -84,10 +84,7 @@ class _Event(BaseModel):
         problem = uscc_problem(value)
         if problem:
             raise ValueError(problem)
-        if len(_VALID_USCCS) >= _CACHE_MAX:
-            _VALID_USCCS.clear()
-        _VALID_USCCS.add(value)
-        return value
+        return _remember(_VALID_USCCS, value, value)
 
     @field_validator("event_time")
     @classmethod
@@ -124,8 +121,16 @@ class Reading(NamedTuple):
 
 _NUMBER = (int, float)
 _CACHE_MAX = 100_000  # entries of each cache below (cleared when full)
-_VALID_USCCS: set[str] = set()  # codes checked valid: an enterprise sends many messages
+_VALID_USCCS: dict[str, str] = {}  # codes checked valid: an enterprise sends many messages
 _TIMES: dict[str, tuple[datetime, float]] = {}  # timestamp text -> (parsed, epoch seconds)
+
+
+def _remember(cache: dict, key, value):
+    """Put ``value`` in one of the parse caches (emptied when full) and return it."""
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _time(value: Any, i: int, name: str) -> tuple[datetime, float]:
@@ -142,10 +147,7 @@ def _time(value: Any, i: int, name: str) -> tuple[datetime, float]:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"readings.{i}.{name}: not a valid date and time") from None
-    if len(_TIMES) >= _CACHE_MAX:
-        _TIMES.clear()
-    hit = _TIMES[value] = (parsed, parsed.timestamp())
-    return hit
+    return _remember(_TIMES, value, (parsed, parsed.timestamp()))
 
 
 _PAIRS: dict[tuple[str, str], tuple[datetime, datetime, float, float, str | None]] = {}  # (start, end) text ->
@@ -158,10 +160,7 @@ def _pair(start_text: Any, end_text: Any, i: int) -> tuple[datetime, datetime, f
     end, end_ts = _time(end_text, i, "end")
     problem = "end must be after start" if end_ts <= start_ts else (
         "a reading spans at most 31 days" if end - start > MAX_READING_SPAN else None)
-    if len(_PAIRS) >= _CACHE_MAX:
-        _PAIRS.clear()
-    pair = _PAIRS[(start_text, end_text)] = (start, end, start_ts, end_ts, problem)
-    return pair
+    return _remember(_PAIRS, (start_text, end_text), (start, end, start_ts, end_ts, problem))
 
 
 def _readings(value: Any) -> tuple[Reading, ...]:
