@@ -64,6 +64,7 @@ class OfflineMonitor:
                 findings = det.on_profile(state.profile)
         elif event.kind == "utility":
             state.apply_utility(event, self.tz)
+            state.prune()
         elif event.kind == "tax":
             if state.apply_monthly(event):
                 findings = det.on_tax(event.period, event.declared_sales_cny, event.tax_paid_cny, self.cohorts)

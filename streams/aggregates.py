@@ -184,7 +184,10 @@ class EnterpriseState:
         """Fold a utility event in; returns the (utility, day) keys it touched and how many
         readings were too late to aggregate (older than the retention window).
 
-        A redelivered event (same event_id) changes nothing and touches nothing."""
+        A redelivered event (same event_id) changes nothing and touches nothing.  Days that
+        fall out of the window are dropped only by ``prune()``, which the caller runs once
+        it has read the totals of the days it touched (a batch of uploads can move the
+        window by months; the totals of its earlier uploads must still be stored)."""
         digest = event_digest("utility", event.event_id)
         if digest in self.seen:
             return [], 0
@@ -219,7 +222,6 @@ class EnterpriseState:
             self.seen_day.append(latest)
             if self.newest_day is None or latest > self.newest_day.toordinal():
                 self.newest_day = date.fromordinal(latest)
-                self._prune()
         return [(utility, date.fromordinal(o)) for o in touched], too_late
 
     def apply_monthly(self, event) -> bool:
@@ -256,7 +258,8 @@ class EnterpriseState:
             return self.judged_through + timedelta(days=1) if self.judged_through > date.min else None
         return horizon
 
-    def _prune(self) -> None:
+    def prune(self) -> None:
+        """Forget the days (and event digests) that fell out of the retention window."""
         horizon = self._horizon()
         if horizon is None:
             return

@@ -209,15 +209,14 @@ class BatchProcessor:
                 tr = cohorts.record = cache[uscc]
                 tr.publish(tr.feed(e, cohorts, self.tz), clock.closed_at(closed), index, result.alerts, result.risk)
         for uscc, keys in touched.items():
-            days = cache[uscc].state.days
-            for utility, day in keys:
-                total = days.get((utility, day))
-                if total is None:  # pruned within this batch: newer data moved the window past it
-                    continue
+            state = cache[uscc].state
+            for utility, day in keys:  # every day the batch touched, then the window moves on
+                total = state.days[(utility, day)]
                 result.rows["utility_daily"].append({
                     "uscc": uscc, "utility": utility, "day": day, "amount": total.amount,
                     "readings": total.readings, "estimated": total.estimated, "version": total.readings,
                 })
+            state.prune()
         for uscc, index in last.items():
             result.states[(partition, uscc)] = (index, cache[uscc].dump())
         cohorts.record = None

@@ -114,6 +114,7 @@ def test_a_year_of_daily_events_keeps_memory_bounded():
     state = EnterpriseState()
     for n in range(365):
         state.apply_utility(daily(f"u-{n}", date(2024, 1, 1) + timedelta(days=n)))
+        state.prune()
     assert len(state.days) == RETAIN_DAYS + 1
     assert len(state.seen) == RETAIN_DAYS + 1
     assert min(day for _, day in state.days) == date(2024, 12, 30) - timedelta(days=RETAIN_DAYS)
@@ -173,4 +174,5 @@ def test_state_pickles_small():
     state = EnterpriseState()
     for n in range(60):
         state.apply_utility(daily(f"u-{n}", date(2024, 1, 1) + timedelta(days=n)))
+        state.prune()
     assert len(pickle.dumps(state, 5)) < 2000

@@ -112,3 +112,43 @@ def test_deadletter_headers_carry_where_and_why_and_keep_the_original_headers():
         ("entwatch.partition", b"3"),
         ("entwatch.offset", b"42"),
     ]
+
+
+def daily_rows_of(results) -> dict:
+    """The utility_daily table after ``results``: per key the row with the highest version."""
+    table: dict = {}
+    for result in results:
+        for row in result.rows.get("utility_daily", []):
+            key = (row["uscc"], row["utility"], row["day"])
+            if key not in table or table[key][1] <= row["version"]:
+                table[key] = (round(row["amount"], 6), row["version"])
+    return {key: amount for key, (amount, _) in table.items()}
+
+
+def batches_of(messages: list[Message], sizes: list[int]):
+    """``messages`` cut into batches of the given sizes, in turn."""
+    i, n = 0, 0
+    while i < len(messages):
+        yield messages[i:i + sizes[n % len(sizes)]]
+        i, n = i + sizes[n % len(sizes)], n + 1
+
+
+def test_every_day_a_batch_touches_is_stored_even_when_later_uploads_move_the_window_past_it():
+    """A fetch can carry months of one enterprise's weekly or monthly uploads; the days of its
+    first uploads must reach utility_daily although its last ones move the 40-day window on."""
+    from tests.realdata.departments import department_city, expected_daily
+
+    events = department_city(enterprises=12, weeks=30, seed=3, monthly_share=0.5)
+    offsets: dict = {}
+    messages = []
+    for e in events:
+        topic = f"enterprise.{e['kind']}"
+        offsets[topic] = offsets.get(topic, -1) + 1
+        messages.append(Message(topic, 0, offsets[topic], e["uscc"].encode(), orjson.dumps(e), 0.0))
+    expected = {key: round(amount, 6) for key, (amount, _) in expected_daily(events).items()}
+    for sizes in ([len(messages)], [1, 7, 300], [2000]):
+        processor, states, results = BatchProcessor(KIND_BY_TOPIC), DictStates(), []
+        for batch in batches_of(messages, sizes):
+            results.append(processor.process(batch, states))
+            states.update(results[-1])
+        assert daily_rows_of(results) == expected, sizes
