@@ -1,4 +1,4 @@
-"""streams.app.Continuity: messages Faust fetched and dropped are read again, in order."""
+"""streams.continuity.Continuity: messages Faust fetched and dropped are read again, in order."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from faust.types import TP
 
-from streams import app as worker
+from streams import continuity as worker
 
 TOPIC = "enterprise.utility"
 A = TP(TOPIC, 0)

@@ -1,0 +1,165 @@
+"""Every use of a private member of Faust, mode or aiokafka, in one module.
+
+entwatch pins ``faust-streaming`` exactly (pyproject.toml) and ``tests/unit/test_seam.py``
+checks that each member named in ``PRIVATE_MEMBERS`` still exists with the signature used
+here, so an upgrade fails in CI, not at the first rebalance.  Everything else in
+``streams/`` uses public API only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from contextlib import contextmanager
+
+import faust
+from faust.streams import _current_event
+from faust.transport.drivers import aiokafka as faust_kafka
+from mode.utils.futures import notify
+
+from streams.offsets import fetched_ends
+
+log = logging.getLogger("entwatch.worker")
+
+# (owner, member): what this module relies on.  Checked by tests/unit/test_seam.py.
+PRIVATE_MEMBERS = (
+    ("faust.transport.consumer:Consumer", "_drain_messages"),
+    ("faust.transport.consumer:ThreadDelegateConsumer", "_new_consumer_thread"),
+    ("faust.transport.consumer:Consumer", "_add_gap"),
+    ("faust.transport.consumer:Consumer", "_read_offset"),
+    ("faust.transport.consumer:Consumer", "_unacked_messages"),
+    ("faust.transport.consumer:Consumer", "_waiting_for_ack"),
+    ("faust.transport.consumer:Consumer", "_committed_offset"),
+    ("mode:Service", "_stopped"),
+    ("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread", "_create_worker_consumer"),
+    ("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread", "_highwaters"),
+    ("faust.app.base:App", "_new_transport"),
+    ("faust.streams", "_current_event"),
+    ("aiokafka.consumer.consumer:AIOKafkaConsumer", "_fetch_max_wait_ms"),
+)
+
+
+def committed_offset(consumer, tp) -> int | None:
+    """The next offset to read of ``tp`` as the group last committed it (None if unknown)."""
+    return consumer._committed_offset.get(tp)
+
+
+async def add_gap(consumer, tp, first: int, last: int) -> None:
+    """Let Faust's commits pass offsets ``first..last`` that will never be processed."""
+    await consumer._add_gap(tp, first, last)
+
+
+class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
+    """Faust's consumer with the fetch wait from the settings: Faust hard-codes 1,500 ms,
+    which a caught-up worker waits on every fetch that finds nothing new (the broker
+    answers a fetch as soon as data arrives, so a shorter wait costs nothing under load)."""
+
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read by the fetcher it starts
+        return consumer
+
+    async def _highwaters(self, partitions):
+        """End offsets for table recovery, as fetches report them (``streams.offsets``)."""
+        return await fetched_ends(self.app.bootstrap, await super()._highwaters(partitions))
+
+
+class _Consumer(faust_kafka.Consumer):
+    """Faust's consumer, except that the input topics' messages of each fetch go to the
+    app's ``on_batch`` together, instead of one by one through a stream.
+
+    Faust's per-message delivery (a task pair per message in the fetch loop, an event, a
+    queue, the stream's iteration) costs 140-170 µs a message on a CI machine, more than
+    entwatch's own work on it (docs/BENCHMARKS.md, pipeline).  Here a fetch costs one call.
+    Everything else -- group membership, table recovery and changelogs, commits of acked
+    offsets, the other topics' delivery -- stays Faust's.
+    """
+
+    def _new_consumer_thread(self):
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher) -> None:  # the fetch loop of faust.transport.consumer.Consumer
+        app = self.app
+        if app.on_batch is None:
+            return await super()._drain_messages(fetcher)
+        read_offset = self._read_offset
+        unacked = self._unacked_messages
+        inbound = app.monitor.stream_inbound_time  # Faust's "stream stuck" check reads it
+        try:
+            while not (self._stopped.is_set() or fetcher._stopped.is_set()):
+                await self.sleep(0)
+                if self.should_stop:
+                    break
+                batch = []
+                generation = app.consumer_generation_id
+                async for tp, message in self.getmany(timeout=1.0):
+                    if tp.topic in app.input_topics:
+                        # Not Faust's read-offset rule: Continuity decides what follows on.
+                        batch.append(message)
+                        unacked.add(message)  # from now on a rebalance waits for it
+                        continue
+                    offset, last = message.offset, read_offset[tp]
+                    if last is not None and offset < last:
+                        continue  # already read (Faust's rule): a fetch from before a seek
+                    if last and offset - last > 1 and app.topics.acks_enabled_for(message.topic):
+                        await self._add_gap(tp, last + 1, offset)
+                    await self.wait_first(self.callback(message), self.suspend_flow.wait())
+                    read_offset[tp] = offset
+                if not batch:
+                    continue
+                if not self.flow_active or app.consumer_generation_id != generation:
+                    # A rebalance began meanwhile: leave the batch unprocessed and unacked;
+                    # the partitions' next owner (or Continuity) reads it again.
+                    self.forget(batch)
+                    continue
+                now = time.monotonic()
+                for m in batch:
+                    inbound[m.tp] = now
+                try:
+                    await app.on_batch(batch)
+                except Exception:
+                    log.exception("processing a batch of %d messages failed; the worker stops and its "
+                                  "uncommitted messages are read again when it restarts", len(batch))
+                    raise
+        except self.consumer_stopped_errors:
+            if not self.transport.app.should_stop:
+                raise
+        except asyncio.CancelledError:
+            if not self.transport.app.should_stop:
+                raise
+
+    def forget(self, messages) -> None:
+        """No longer wait for ``messages`` (not processed; to be read again), and wake a
+        rebalance that waits for the unacked ones."""
+        self._unacked_messages.difference_update(messages)
+        notify(self._waiting_for_ack)
+
+
+class _Transport(faust_kafka.Transport):
+    Consumer = _Consumer
+
+
+class WorkerApp(faust.App):
+    """A Faust app whose worker consumer uses ``fetch_max_wait_ms`` and true end offsets,
+    and hands each fetch of ``input_topics`` to ``on_batch`` (``_Consumer``)."""
+
+    fetch_max_wait_ms = 1500
+    bootstrap = "127.0.0.1:9092"
+    input_topics: frozenset[str] = frozenset()
+    on_batch = None  # async (list of Faust messages of input_topics) -> None
+
+    def _new_transport(self):
+        return _Transport(self.conf.broker_consumer, self)
+
+
+@contextmanager
+def as_current(event):
+    """Make ``event`` Faust's current event, so table writes go to its partition's changelog
+    (None: no current event)."""
+    token = _current_event.set(None if event is None else weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
