@@ -20,10 +20,11 @@ from faust.types import TP
 from detectors.findings import RULES
 from streams import metrics
 from streams.continuity import IDLE_AFTER, Continuity
+from streams.health import watch
 from streams.pipeline import BatchProcessor, BatchResult, Message, deadletter_headers
-from streams.seam import WorkerApp, as_current, committed_offset
+from streams.seam import WorkerApp, as_current
 from streams.settings import INPUT_KINDS, Settings
-from streams.sink import Sink
+from streams.sink import Sink, set_aside
 from streams.storage import Storage, apply_schema, open_storage
 from streams.web import add_pages
 
@@ -83,7 +84,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     store = storage or open_storage(settings.effective_storage_url(),
                                     settings.storage_password.get_secret_value() if settings.storage_password else None)
     apply_schema(store)
-    sink = Sink(store)
+    sink = Sink(store, time_limit=settings.stall_seconds / 2)
     open_alerts: dict[int, Counter] = {}
     continuity = Continuity(app, kind_by_topic, idle_after=IDLE_AFTER)
     app.topics.add(inputs)  # subscribed; their messages reach on_batch a fetch at a time (_Consumer)
@@ -114,7 +115,9 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         result: BatchResult = processor.process(messages, states, lambda p: _behind(app, kind_by_topic, continuity, p))
         # 1. ClickHouse, 2. the output topics (acknowledged), 3. the state; then Faust may
         # commit the offsets.  A crash in between replays the batch: every step is idempotent.
-        await sink.write(result.rows)
+        refused = await sink.write(result.rows)
+        if refused:  # rows ClickHouse cannot hold for their values: dead letters (streams.sink)
+            await set_aside(refused, sink, deadletter)
         sends = [await deadletter.send(key=m.key, value=m.value, headers=deadletter_headers(m, r))
                  for m, r in result.deadletters]
         sends += [await topic.send(key=p.uscc.encode(), value=orjson.dumps(p.body))
@@ -137,7 +140,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         open_alerts.update(result.open_alerts)
         _count(result, messages, kind_by_topic, _assigned(app, kind_by_topic), open_alerts)
 
-    metrics.CONSUMER_LAG.source = lambda: _lag(app, kind_by_topic)
+    watch(app, sink, settings.stall_seconds, kind_by_topic)  # /ready, stall gauges, lag from the broker
 
     add_pages(app, sink, store)
     return app
@@ -204,22 +207,6 @@ def _behind(app, kind_by_topic: dict[str, str], continuity: Continuity, partitio
         if end is None or end > (-1 if done is None else done) + 1:
             out.add(kind)
     return out
-
-
-def _lag(app, kind_by_topic: dict[str, str]) -> dict[str, int]:
-    """Messages behind the log end per input kind, over this worker's partitions."""
-    lag: Counter = Counter()
-    consumer = app.consumer
-    for tp in consumer.assignment():
-        kind = kind_by_topic.get(tp.topic)
-        if kind is None:
-            continue
-        end = consumer.highwater(tp)
-        if end is None:
-            continue
-        committed = committed_offset(consumer, tp)  # the next offset to read
-        lag[kind] += max(0, end - (committed or 0))
-    return lag
 
 
 def _count(result: BatchResult, messages: list[Message], kind_by_topic: dict[str, str],

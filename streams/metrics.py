@@ -31,9 +31,17 @@ LATENCY = Histogram(
 )
 SINK_BATCHES = Counter("entwatch_sink_batches", "Batches written to ClickHouse", ["table"], registry=REGISTRY)
 SINK_ROWS = Counter("entwatch_sink_rows", "Rows written to ClickHouse", ["table"], registry=REGISTRY)
-SINK_FAILURES = Counter("entwatch_sink_failures", "Failed ClickHouse writes (each is retried)", ["table"], registry=REGISTRY)
+SINK_FAILURES = Counter("entwatch_sink_failures", "Failed ClickHouse writes (each is retried), and inserts still "
+                        "unanswered after the sink's time limit (counted again every time limit)", ["table"],
+                        registry=REGISTRY)
 SINK_RETRIES = Counter("entwatch_sink_retries", "ClickHouse write retries", ["table"], registry=REGISTRY)
 ALERTS_RAISED = Counter("entwatch_alerts_raised", "Alerts opened, by rule and severity", ["rule", "severity"], registry=REGISTRY)
+# Stalls (streams.health sets what they read).
+SINK_STALLED = Gauge("entwatch_sink_stalled_seconds", "Seconds since the sink last stored rows while it has rows to "
+                     "store (0 when idle)", registry=REGISTRY)
+OLDEST_BATCH = Gauge("entwatch_oldest_unfinished_batch_seconds", "Age of the oldest batch fetched but not yet stored "
+                     "and acked (0 when idle)", registry=REGISTRY)
+READY = Gauge("entwatch_ready", "1 while /ready answers 200, 0 while it answers 503", registry=REGISTRY)
 OPEN_ALERTS = Gauge("entwatch_open_alerts", "Alerts currently open on this worker, by rule", ["rule"], registry=REGISTRY)
 
 
@@ -68,8 +76,9 @@ FRESHNESS = Freshness(INPUT_KINDS)
 
 
 class ConsumerLag:
-    """Messages behind the log end, per input kind, over this worker's partitions (read
-    from the consumer when scraped; ``source`` is set by the worker)."""
+    """Messages behind the log end, per input kind, over this worker's partitions (the
+    latest figure of ``streams.health.BrokerLag``, which asks the broker on a timer;
+    ``source`` is set by the worker)."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY):
         self.source = lambda: {}

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     rebalance_timeout: float = Field(6.0, gt=0, description="consumer group rebalance timeout, seconds")
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
     log_level: str = "WARNING"
+    stall_seconds: float = Field(30.0, gt=0, description="/ready answers 503 when the sink has stored nothing for "
+                                 "this long while it has rows to store, or a batch is older (streams.health)")
     state_store: Literal["memory", "rocksdb"] = Field(
         "memory", description="where the worker keeps enterprise records: in RAM, or in RocksDB under data_dir")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import metrics
+from streams.health import readiness
 from streams.sink import Sink
 from streams.storage import Storage
 
@@ -19,13 +20,10 @@ def add_pages(app, sink: Sink, store: Storage) -> None:
 
     @app.page("/ready")
     async def ready_page(web, request):
-        """200 once this worker has partitions assigned and its state recovered."""
-        try:
-            assigned = bool(app.consumer.assignment())
-        except Exception:
-            assigned = False
-        ready = assigned and not app.rebalancing
-        return web.json({"ready": ready}, status=200 if ready else 503)
+        """200 once this worker has partitions assigned and its state recovered, while its
+        sink and batches make progress; 503 with the reasons otherwise (streams.health)."""
+        verdict = readiness(app)
+        return web.json(verdict.body(), status=200 if verdict.ready else 503)
 
     @app.page("/query")
     async def query_page(web, request):
