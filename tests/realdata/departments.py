@@ -31,6 +31,11 @@ def _at(day: date, hour: int = 0) -> datetime:
     return datetime.combine(day, time(hour), CST)
 
 
+def _month(n: int) -> date:
+    """The first day of the ``n``-th month after START's."""
+    return date(START.year + (START.month - 1 + n) // 12, (START.month - 1 + n) % 12 + 1, 1)
+
+
 def _base(kind: str, event_id: str, uscc: str, when: datetime, source: str) -> dict:
     return {"kind": kind, "event_id": event_id, "uscc": uscc, "source": source,
             "event_time": when.isoformat(), "schema_version": 1}
@@ -69,9 +74,10 @@ def department_city(enterprises: int = 40, weeks: int = 12, seed: int = 0, month
                 deliver(sent, {**_base("utility", f"{utility[:2]}-{n}-{first}", uscc, sent, f"{utility}-co"),
                                "utility": utility, "unit": unit, "meter_id": f"{utility[0]}{n}",
                                "readings": readings})
-        for month in range(1, days // 28 + 1):
-            period = f"2024-{month:02d}"
-            filed = _at(date(2024, month + 1, 1) + timedelta(days=g.randint(4, 14)), 10)
+        for month in range(days // 31):
+            first, following = _month(month), _month(month + 1)
+            period = first.strftime("%Y-%m")
+            filed = _at(following + timedelta(days=g.randint(4, 14)), 10)
             sales = round(level * 30 * 12.5 * g.uniform(0.9, 1.1), 2)
             deliver(filed, {**_base("tax", f"tax-{n}-{month}", uscc, filed, "tax"), "period": period,
                             "declared_sales_cny": sales, "tax_paid_cny": round(sales * 0.013, 2)})
@@ -79,7 +85,7 @@ def department_city(enterprises: int = 40, weeks: int = 12, seed: int = 0, month
                 fixed = filed + timedelta(days=20)
                 deliver(fixed, {**_base("tax", f"tax-{n}-{month}-fix", uscc, fixed, "tax"), "period": period,
                                 "declared_sales_cny": round(sales * 1.05, 2), "tax_paid_cny": round(sales * 0.014, 2)})
-            social = _at(date(2024, month + 1, 20), 9)
+            social = _at(following + timedelta(days=19), 9)
             deliver(social, {**_base("social", f"soc-{n}-{month}", uscc, social, "hrss"), "period": period,
                              "insured_headcount": 40 + n % 7, "contributions_cny": 40000.0})
     out.sort(key=lambda item: (item[0], item[1]))
