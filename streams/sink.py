@@ -18,6 +18,7 @@ back-pressure, not loss.  Two exceptions to "retry until it succeeds":
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -48,6 +49,7 @@ DATA_ERRORS = {
     131: "TOO_LARGE_STRING_SIZE", 321: "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
     349: "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN", 376: "CANNOT_PARSE_UUID", 407: "DECIMAL_OVERFLOW",
 }
+DEADLETTER_MAX_BYTES = 512 * 1024  # a dead letter's value, whatever the broker's limit (at least 1 MB)
 _CODE = re.compile(r"Code: (\d+)")
 _COLUMN = re.compile(r"(?:Column |value of key )(\w+)")
 
@@ -117,17 +119,51 @@ class Unstorable:
     def value(self) -> bytes:
         """The row as JSON (dates and times ISO 8601; any integer, even one JSON parsers
         cannot hold in 64 bits)."""
-        return json.dumps(self.row, ensure_ascii=False, sort_keys=True,
-                          default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)).encode()
+        return _json(self.row)
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [("entwatch.stage", b"sink"), ("entwatch.reason", b"unstorable"),
                 ("entwatch.table", self.table.encode()), ("entwatch.detail", self.fault.detail.encode())]
 
+    def record(self, limit: int = DEADLETTER_MAX_BYTES) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+        """Its dead letter as ``(key, value, headers)``, the value at most ``limit`` bytes:
+        a larger row has its longest strings cut (header ``entwatch.truncated``: the full
+        size); ``entwatch.sha256`` is the digest of the full JSON.
+
+        >>> big = Unstorable("events", {"uscc": "u", "payload": "x" * 5000}, Fault(53, "TYPE_MISMATCH", None, True))
+        >>> key, value, headers = big.record(limit=1000)
+        >>> len(value) <= 1000, dict(headers)["entwatch.truncated"]
+        (True, b'5028')
+        """
+        value = self.value()
+        headers = self.headers() + [("entwatch.sha256", hashlib.sha256(value).hexdigest().encode())]
+        if len(value) > limit:
+            headers.append(("entwatch.truncated", str(len(value)).encode()))
+            value = _cut(self.row, limit)
+        return self.key, value, headers
+
     def deadletter_row(self, topic: str, partition: int, offset: int) -> dict[str, Any]:
         """Its ``deadletters`` row, keyed by where its dead letter was written."""
         return {"topic": topic, "partition": partition, "offset": offset, "stage": "sink", "reason": "unstorable",
                 "detail": f"{self.table}: {self.fault.detail}", "received_at": datetime.now(timezone.utc)}
+
+
+def _json(row: dict[str, Any]) -> bytes:
+    return json.dumps(row, ensure_ascii=False, sort_keys=True,
+                      default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)).encode()
+
+
+def _cut(row: dict[str, Any], limit: int) -> bytes:
+    """``row`` as JSON in at most ``limit`` bytes: its longest string halved until it fits."""
+    row = dict(row)
+    value = _json(row)
+    while len(value) > limit:
+        longest = max((k for k, v in row.items() if isinstance(v, str) and v), key=lambda k: len(row[k]), default=None)
+        if longest is None:
+            return b"{}"
+        row[longest] = row[longest][:len(row[longest]) // 2]
+        value = _json(row)
+    return value
 
 
 class Sink:
@@ -239,11 +275,15 @@ class Sink:
                         time.monotonic() - started)
 
 
-async def set_aside(refused: list[Unstorable], sink: Sink, topic) -> None:
+async def set_aside(refused: list[Unstorable], sink: Sink, topic, limit: int = DEADLETTER_MAX_BYTES) -> None:
     """Dead-letter rows storage refused: each on ``topic`` (a Faust topic) as JSON with
-    ``entwatch.stage=sink`` and ``entwatch.reason=unstorable``, acknowledged; then a
-    ``deadletters`` row pointing at its dead letter; then counted."""
-    sent = [await topic.send(key=r.key, value=r.value(), headers=r.headers()) for r in refused]
+    ``entwatch.stage=sink`` and ``entwatch.reason=unstorable`` (``Unstorable.record``, at
+    most ``limit`` bytes), acknowledged; then a ``deadletters`` row pointing at its dead
+    letter; then counted."""
+    sent = []
+    for r in refused:
+        key, value, headers = r.record(limit)
+        sent.append(await topic.send(key=key, value=value, headers=headers))
     written = await asyncio.gather(*sent)
     rows = [r.deadletter_row(meta.topic, meta.partition, meta.offset) for r, meta in zip(refused, written)]
     for lost in await sink.write({"deadletters": rows}):

@@ -4,6 +4,7 @@ server or chDB refuse, split out of their batch and dead-lettered."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -232,7 +233,8 @@ def test_a_worker_dead_letters_rows_its_storage_refuses_and_stores_every_other_m
         headers = dict(letter.headers)
         assert headers == {"entwatch.stage": b"sink", "entwatch.reason": b"unstorable",
                            "entwatch.table": b"social_monthly",
-                           "entwatch.detail": b"ClickHouse 53 TYPE_MISMATCH, column insured_headcount"}
+                           "entwatch.detail": b"ClickHouse 53 TYPE_MISMATCH, column insured_headcount",
+                           "entwatch.sha256": hashlib.sha256(letter.value).hexdigest().encode()}
         row = json.loads(letter.value)
         assert too_many[int(row["event_id"][2:])] == row["insured_headcount"] and letter.key == row["uscc"].encode()
     count = lambda sql: storage.query(sql)[0]["n"]  # noqa: E731

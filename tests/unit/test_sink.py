@@ -5,6 +5,7 @@ splitting on a real clickhouse-server 18.16 and chDB: tests/integration/test_sta
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 import time
@@ -170,10 +171,22 @@ def test_a_dead_letter_is_the_row_as_json_with_headers_that_hold_no_value():
     refused = Unstorable("events", row, fault_of(TypeMismatchError("Column insured_headcount: out of range"), "events"))
     assert json.loads(refused.value()) == {"uscc": row["uscc"], "insured_headcount": 2**40, "kind": "social",
                                            "event_time": "2024-03-01T00:00:00+00:00"}
-    headers = dict(refused.headers())
-    assert headers == {"entwatch.stage": b"sink", "entwatch.reason": b"unstorable", "entwatch.table": b"events",
-                       "entwatch.detail": b"ClickHouse 53 TYPE_MISMATCH"}
-    assert refused.kind == "social" and refused.key == row["uscc"].encode()
+    key, value, headers = refused.record()
+    assert dict(headers) == {"entwatch.stage": b"sink", "entwatch.reason": b"unstorable", "entwatch.table": b"events",
+                             "entwatch.detail": b"ClickHouse 53 TYPE_MISMATCH",
+                             "entwatch.sha256": hashlib.sha256(value).hexdigest().encode()}
+    assert refused.kind == "social" and key == row["uscc"].encode() and value == refused.value()
+
+
+def test_a_dead_letter_too_big_for_the_broker_has_its_longest_strings_cut_and_says_so():
+    row = {"kind": "complaint", "uscc": "u", "event_id": "e", "payload": "投诉" * 400_000, "source": "12315"}
+    refused = Unstorable("events", row, Fault(53, "TYPE_MISMATCH", "event_time", True))
+    key, value, headers = refused.record(limit=100_000)
+    cut = json.loads(value)
+    assert len(value) <= 100_000 and row["payload"].startswith(cut["payload"]) and len(cut["payload"]) > 10_000
+    assert {k: v for k, v in cut.items() if k != "payload"} == {k: v for k, v in row.items() if k != "payload"}
+    assert dict(headers)["entwatch.truncated"] == str(len(refused.value())).encode()
+    assert dict(headers)["entwatch.sha256"] == hashlib.sha256(refused.value()).hexdigest().encode()
 
 
 Written = namedtuple("Written", "topic partition offset")
