@@ -18,6 +18,7 @@ finishes.  Three figures say so, whatever the cause:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -178,16 +179,20 @@ class BrokerLag:
         committed = {tp: committed_offset(consumer, tp) for tp in tps}
         fetched = {tp: consumer.highwater(tp) for tp in tps}
         try:
-            probe = await self._started()
-            asked = await probe.end_offsets([TopicPartition(tp.topic, tp.partition) for tp in tps])
-            unknown = [TopicPartition(tp.topic, tp.partition) for tp in tps if committed[tp] is None]
-            starts = await probe.beginning_offsets(unknown) if unknown else {}
-        except Exception as exc:  # broker unreachable: the fetches' figures, as before
+            asked, starts = await asyncio.wait_for(self._ask(tps, committed), timeout=2 * LAG_INTERVAL)
+        except Exception as exc:  # broker unreachable or slow: the fetches' figures, as before
             log.info("end offsets not available from the broker (%s); lag from the last fetches", exc)
             asked, starts = {}, {}
         ends = {tp: max(asked.get(TopicPartition(tp.topic, tp.partition), 0), fetched[tp] or 0) for tp in tps}
         starts = {tp: starts.get(TopicPartition(tp.topic, tp.partition), 0) for tp in tps}
         self.lag = lag_by_kind(ends, committed, self.kind_by_topic, starts)
+
+    async def _ask(self, tps, committed) -> tuple[dict, dict]:
+        """End offsets of ``tps``, and log starts where nothing was committed, from the broker."""
+        probe = await self._started()
+        asked = await probe.end_offsets([TopicPartition(tp.topic, tp.partition) for tp in tps])
+        unknown = [TopicPartition(tp.topic, tp.partition) for tp in tps if committed[tp] is None]
+        return asked, (await probe.beginning_offsets(unknown) if unknown else {})
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._probe is None:
