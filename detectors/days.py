@@ -6,7 +6,7 @@ its end: no event that can still arrive in time may change it, so its totals can
 the detectors, exactly once, in day order.  Late events beyond the lateness still reach
 the aggregates (and storage), but a closed day is never re-judged.
 
-The worker and the offline driver both use this:
+The detection driver (``detectors.partition.PartitionDriver``) uses it like this:
 
     clock = EventClock()
     for event in stream:

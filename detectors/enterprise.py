@@ -187,7 +187,7 @@ class EnterpriseDetectors:
         closed (from its first day with data), then ``on_watermark(day)``.
 
         ``daily`` maps ``(utility, day)`` to the day's total: a number or anything with an
-        ``amount`` (``streams.aggregates.EnterpriseState.days``).  Call it for every
+        ``amount`` (``detectors.record.EnterpriseState.days``).  Call it for every
         enterprise with the same ``day``, one day at a time (day-major), so peers' days are
         complete before they are compared."""
         cohorts = cohorts if cohorts is not None else Cohorts()

@@ -5,8 +5,8 @@ Three ways to get the alerts, one scoring (the rules are in docs/EVALUATION.md):
 * ``--alerts alerts.jsonl``: the SPEC §5 messages the real pipeline published on
   ``monitor.alerts`` (several per ``alert_id``: open, updates, resolved);
 * ``--events events.jsonl``: SPEC §2 events, run here through the worker's own processor
-  (``streams.pipeline``, as ``entwatch worker`` judges them; ``--engine offline`` for the
-  offline driver ``detectors.offline``);
+  (``streams.pipeline``, as ``entwatch worker`` judges them, over ``--partitions`` partitions;
+  ``--partitions 1`` is one city-wide clock and cohort);
 * ``--simulate --seed N --enterprises N``: simulate a city, then run it the same way.
 
 Writes ``report.md``, ``evaluation.png`` and ``evaluation.json`` to ``--out``.
@@ -277,24 +277,6 @@ class _Span:
         return (self.last - self.first).total_seconds() / 86400.0 / DAYS_PER_MONTH
 
 
-def detect(events: Iterable, span: _Span, thresholds=None) -> list[dict]:
-    """Run decoded events (models or ``Rejection``s) through the offline detection path;
-    returns the alert messages."""
-    from detectors.offline import OfflineMonitor
-    from detectors.thresholds import DEFAULT
-    from streams.contracts import Rejection
-
-    monitor = OfflineMonitor(thresholds or DEFAULT)
-    for event in events:
-        if isinstance(event, Rejection):
-            span.rejected += 1
-            continue
-        span.see(event)
-        monitor.feed(event)
-    monitor.finish()
-    return monitor.alerts
-
-
 def detect_pipeline(raws: Iterable[bytes], span: _Span, partitions: int = 4) -> list[dict]:
     """Run JSON messages (delivery order) through the worker's own processor
     (``streams.pipeline.replay_in_process``: per-partition clocks and cohorts, as
@@ -342,29 +324,6 @@ def file_raws(path: Path, on_bytes=None) -> Iterable[bytes]:
                 on_bytes(done)
             if line.strip():
                 yield line.rstrip(b"\r\n")
-
-
-def simulated_events(config, on_day=None) -> Iterable:
-    """The simulated city's events, validated (malformed ones become ``Rejection``s)."""
-    from producers.simulator import generate
-    from streams.contracts import Rejection, validate_event
-
-    start = datetime.combine(config.start, datetime.min.time(), CITY_TZ)
-    for obj in generate(config):
-        if isinstance(obj, str):
-            yield Rejection("decode", "invalid_json", "malformed line")
-            continue
-        event = validate_event(obj)
-        if on_day is not None and not isinstance(event, Rejection):
-            on_day((event.event_time - start).days)
-        yield event
-
-
-def file_events(path: Path, on_bytes=None) -> Iterable:
-    """The events of a JSON Lines file, decoded (bad lines become ``Rejection``s)."""
-    from streams.contracts import decode_event
-
-    return (decode_event(raw) for raw in file_raws(path, on_bytes))
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -457,13 +416,11 @@ def add_arguments(parser) -> None:
                                         "not needed with --simulate")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--alerts", help="alert messages (JSON Lines) the pipeline published on monitor.alerts")
-    source.add_argument("--events", help="SPEC §2 events (JSON Lines): run the offline detection path on them")
-    source.add_argument("--simulate", action="store_true", help="simulate a city, then run it offline")
-    parser.add_argument("--engine", choices=("pipeline", "offline"), default="pipeline",
-                        help="with --events/--simulate: run the worker's own processor in process (default; "
-                             "per-partition clocks and cohorts) or the offline driver (one city-wide clock)")
+    source.add_argument("--events", help="SPEC §2 events (JSON Lines): run the worker's processor on them")
+    source.add_argument("--simulate", action="store_true", help="simulate a city, then run it the same way")
     parser.add_argument("--partitions", type=int, default=4,
-                        help="partitions the pipeline engine spreads the city over (default 4, as entwatch up)")
+                        help="with --events/--simulate: partitions the worker's processor spreads the city over "
+                             "(default 4, as entwatch up; 1 = one city-wide clock and cohort)")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed (with --simulate; default 7)")
     parser.add_argument("--enterprises", type=int,
                         help="city size: with --simulate, how many to simulate (default 2000); with --alerts, "
@@ -520,8 +477,6 @@ def _alerts_from_file(path: Path) -> list[Alert]:
 
 
 def _engine(args) -> str:
-    if args.engine == "offline":
-        return "offline detection path (detectors.offline)"
     return f"worker's processor ({args.partitions} partitions)"
 
 
@@ -551,8 +506,7 @@ def command(args) -> int:
         with Progress(*columns, transient=True, disable=args.quiet) as progress:
             task = progress.add_task(f"simulate and detect {config.enterprises:,} enterprises", total=config.days)
             on_day = lambda d: progress.update(task, completed=max(0, d))  # noqa: E731
-            messages = (detect(simulated_events(config, on_day), span) if args.engine == "offline"
-                        else detect_pipeline(simulated_raws(config, on_day), span, args.partitions))
+            messages = detect_pipeline(simulated_raws(config, on_day), span, args.partitions)
         alerts = fold_alerts(messages)
         enterprises, months = config.enterprises, span.months
         source = (f"simulated city, seed {config.seed}, {config.enterprises:,} enterprises, {config.days} days from "
@@ -569,8 +523,7 @@ def command(args) -> int:
             with Progress(*columns, transient=True, disable=args.quiet) as progress:
                 task = progress.add_task(f"detect {path.name}", total=path.stat().st_size)
                 on_bytes = lambda done: progress.update(task, completed=done)  # noqa: E731
-                messages = (detect(file_events(path, on_bytes), span) if args.engine == "offline"
-                            else detect_pipeline(file_raws(path, on_bytes), span, args.partitions))
+                messages = detect_pipeline(file_raws(path, on_bytes), span, args.partitions)
             if not span.enterprises:
                 raise UserError(f"{path}: no valid event in it; give a file of SPEC §2 events")
             alerts = fold_alerts(messages)

@@ -8,6 +8,7 @@ then lets the offsets be committed.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -17,12 +18,11 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from detectors.cohorts import Cohorts
 from detectors.days import DEFAULT_LATENESS, EventClock
 from detectors.thresholds import DEFAULT, Thresholds
-from streams import contracts, monitor
+from streams import contracts
 from streams.contracts import Rejection
-from streams.monitor import MAX_PENDING, STATE_PROTOCOL, PartitionClock, PartitionCohorts, Published, Tracked
+from detectors.partition import STATE_PROTOCOL, PartitionClock, PartitionDriver, Published, Tracked, load_state
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,45 @@ class DictStates:
             self.clocks[partition] = blob
 
 
+DEADLETTER_MAX_BYTES = 1_000_000  # under Kafka's default message.max.bytes (1,048,588), with room to spare
+
+
+def deadletter_record(message: Message, rejection: Rejection, max_message_bytes: int
+                      ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """The dead letter of ``message`` as ``(key, value, headers)``, small enough for the broker.
+
+    The value is the original bytes, cut to what fits in half the input limit
+    (``max_message_bytes``) and at most ``DEADLETTER_MAX_BYTES``; a cut one carries
+    ``entwatch.truncated`` (the original size).  Every dead letter carries
+    ``entwatch.sha256`` (hex digest of the original bytes); the original can be read again
+    from ``entwatch.topic`` / ``entwatch.partition`` / ``entwatch.offset``.  A key or
+    original headers too large for the bound are cut or left out the same way.
+
+    >>> big = Message("enterprise.utility", 0, 7, b"k", b"x" * 5000, 0.0)
+    >>> key, value, headers = deadletter_record(big, Rejection("decode", "oversize", "5000 bytes"), 4096)
+    >>> len(value) < 2048, dict(headers)["entwatch.truncated"]
+    (True, b'5000')
+    """
+    limit = min(max_message_bytes // 2, DEADLETTER_MAX_BYTES)
+    key, value = message.key, message.value
+    headers = deadletter_headers(message, rejection)
+    if value is not None:
+        headers.append(("entwatch.sha256", hashlib.sha256(value).hexdigest().encode()))
+    size = len(key or b"") + len(value or b"") + sum(len(k) + len(v) for k, v in headers)
+    if size <= limit:
+        return key, value, headers
+    if sum(len(k) + len(v) for k, v in message.headers) > limit // 4:
+        headers = [("entwatch.headers_dropped", str(len(message.headers)).encode()),
+                   *headers[len(message.headers):]]
+    if key is not None and len(key) > limit // 4:
+        key = key[:limit // 4]
+    if value is not None:
+        headers.append(("entwatch.truncated", str(len(value)).encode()))
+        room = limit - len(key or b"") - sum(len(k) + len(v) for k, v in headers)
+        value = value[:max(0, room)]
+    return key, value, headers
+
+
 def deadletter_headers(message: Message, rejection: Rejection) -> list[tuple[str, bytes]]:
     """The original headers plus where the message came from and why it was rejected."""
     return [
@@ -104,7 +143,7 @@ def deadletter_headers(message: Message, rejection: Rejection) -> list[tuple[str
 class BatchProcessor:
     """Decode, validate, aggregate and judge batches of messages from the input topics.
 
-    Detection runs per partition (``streams.monitor``): each partition has its own
+    Detection runs per partition (``detectors.partition``): each partition has its own
     event-time clock and peer cohorts, so the alerts do not depend on how partitions
     interleave or on where batches end."""
 
@@ -116,7 +155,7 @@ class BatchProcessor:
         self.max_message_bytes = max_message_bytes
         self.thresholds = thresholds
         self.lateness = lateness
-        self.cohorts: dict[int, PartitionCohorts] = {}  # per partition, in memory (rebuilt after a restart)
+        self.drivers: dict[int, PartitionDriver] = {}  # per partition: its cohorts live in memory (rebuilt after a restart)
 
     def process(self, messages: Iterable[Message], states: StateView,
                 behind: Callable[[int], Iterable[str]] = lambda partition: ()) -> BatchResult:
@@ -132,6 +171,9 @@ class BatchProcessor:
             kind = self.kind_by_topic.get(message.topic)
             result.consumed[kind or "unknown"] += 1
             event = contracts.decode_event(message.value, topic_kind=kind, max_bytes=self.max_message_bytes)
+            if not isinstance(event, Rejection) and message.key != event.uscc.encode():  # SPEC §2: key = USCC
+                event = Rejection("validate", "wrong_key", "the message key is not the event's uscc" if message.key
+                                  else "the message has no key (it must be the event's uscc)")
             if isinstance(event, Rejection):
                 result.deadletters.append((message, event))
                 result.rows["deadletters"].append(self._deadletter_row(message, event))
@@ -139,126 +181,68 @@ class BatchProcessor:
             result.accepted[event.kind] += 1
             by_partition[message.partition].append((index, event))
             result.rows["events"].append(self._event_row(event, message.value))
+            self._add_rows(event, result.rows)
         for partition in sorted(by_partition):
             self._partition(partition, by_partition[partition], states, set(behind(partition)), result)
         if result.alerts:
-            result.rows["alerts"] = [monitor.alert_row(p) for p in result.alerts]
+            result.rows["alerts"] = [alert_row(p) for p in result.alerts]
         if result.risk:
-            result.rows["risk"] = [monitor.risk_row(p) for p in result.risk]
+            result.rows["risk"] = [risk_row(p) for p in result.risk]
         return result
 
     def _partition(self, partition: int, items, states: StateView, behind: set[str], result: BatchResult) -> None:
-        """One partition's events: aggregate them in offset order, then move the clock and
-        judge the days it closes."""
+        """One partition's events through its ``PartitionDriver``; the records, clock and
+        daily totals it changed become state and rows."""
         blob = states.clock(partition)
-        clock: PartitionClock = pickle.loads(blob) if blob else PartitionClock(EventClock(self.lateness, self.tz))
-        cache: dict[str, Tracked] = {}
-        last: dict[str, int] = {}
-        touched: dict[str, dict[tuple[str, date], None]] = defaultdict(dict)
+        clock: PartitionClock = load_state(blob) if blob else PartitionClock(EventClock(self.lateness, self.tz))
+        driver = self.drivers.get(partition)
+        if driver is None:
+            driver = self.drivers[partition] = PartitionDriver(self.thresholds, self.tz)
 
-        def tracked(uscc: str) -> Tracked:
-            tr = cache.get(uscc)
-            if tr is None:
-                blob = states.get(partition, uscc)
-                tr = cache[uscc] = Tracked.load(uscc, blob, self.thresholds)
-                if blob is None:
-                    tr.state.judged_through = clock.clock.closed_through or date.min
-            return tr
+        def load(uscc: str) -> Tracked | None:
+            blob = states.get(partition, uscc)
+            return None if blob is None else Tracked.load(uscc, blob, self.thresholds)
 
-        cohorts = self.cohorts.get(partition)
-        if cohorts is None:  # first batch of this partition in this process: rebuild its cohorts
-            members = [tracked(uscc) for uscc in states.members(partition)]
-            cohorts = self.cohorts[partition] = PartitionCohorts.rebuild(
-                Cohorts(min_members=self.thresholds.cohort_min_members), clock.seq, members)
-
-        for index, event in items:
-            tr = tracked(event.uscc)
-            last[event.uscc] = index
-            clock.saw(event.kind, event.event_time)
-            if self._aggregate(tr, event, touched[event.uscc], result) and event.kind != "utility":
-                tr.hold(event, self.tz)  # judged once the clock has closed its day
-                if len(tr.pending) > MAX_PENDING:  # no utility data moves this partition's clock
-                    _, early = tr.pending.pop(0)
-                    cohorts.record = tr
-                    tr.publish(tr.feed(early, cohorts, self.tz), early.event_time, index, result.alerts, result.risk)
-        index = items[-1][0]
-        days = clock.advance(behind)
-        if days:
-            for uscc in states.members(partition):
-                tracked(uscc)
-            ordered = sorted(cache)
-            for day in days:  # day-major: every enterprise's day before anyone's next day
-                at = clock.closed_at(day)
-                due = sorted(((e.event_time, uscc, e.kind, e.event_id), e) for uscc in ordered
-                             for e in cache[uscc].due(day, self.tz))
-                for (_, uscc, _, _), e in due:
-                    tr = cohorts.record = cache[uscc]
-                    tr.publish(tr.feed(e, cohorts, self.tz), at, index, result.alerts, result.risk)
-                for uscc in ordered:
-                    tr = cohorts.record = cache[uscc]
-                    findings = tr.detectors.close_through(day, tr.state.days, cohorts)
-                    tr.state.judged_through = day
-                    tr.publish(findings, at, index, result.alerts, result.risk)
-            last.update(dict.fromkeys(cache, index))
-            result.open_alerts[partition] = Counter(rule for tr in cache.values() for rule in tr.open_rules())
-        closed = clock.clock.closed_through
-        if closed is not None:  # late events (their day already closed) are judged now, not at the next close
-            late = sorted(((e.event_time, uscc, e.kind, e.event_id), e) for uscc in sorted(last)
-                          for e in cache[uscc].due(closed, self.tz))
-            for (_, uscc, _, _), e in late:
-                tr = cohorts.record = cache[uscc]
-                tr.publish(tr.feed(e, cohorts, self.tz), clock.closed_at(closed), index, result.alerts, result.risk)
-        for uscc, keys in touched.items():
-            state = cache[uscc].state
-            for utility, day in keys:  # every day the batch touched, then the window moves on
-                total = state.days[(utility, day)]
-                result.rows["utility_daily"].append({
-                    "uscc": uscc, "utility": utility, "day": day, "amount": total.amount,
-                    "readings": total.readings, "estimated": total.estimated, "version": total.readings,
-                })
-            state.prune()
-        for uscc, index in last.items():
-            result.states[(partition, uscc)] = (index, cache[uscc].dump())
-        cohorts.record = None
-        clock.seq = cohorts.seq
+        judged = driver.run(clock, items, load, lambda: states.members(partition), behind)
+        result.alerts += judged.alerts
+        result.risk += judged.risk
+        result.readings += judged.readings
+        result.too_late += judged.too_late
+        result.duplicates += judged.duplicates
+        if judged.open_alerts is not None:
+            result.open_alerts[partition] = judged.open_alerts
+        result.rows["utility_daily"] += [
+            {"uscc": uscc, "utility": utility, "day": day, "amount": total.amount, "readings": total.readings,
+             "estimated": total.estimated, "version": total.readings}
+            for uscc, utility, day, total in judged.daily]
+        for uscc, index in judged.last.items():
+            result.states[(partition, uscc)] = (index, judged.records[uscc].dump())
         result.clocks[partition] = (items[-1][0], pickle.dumps(clock, STATE_PROTOCOL))
 
-    def _aggregate(self, tr: Tracked, event, touched: dict, result: BatchResult) -> bool:
-        """Fold one event into the enterprise's aggregates and add its rows; True if it
-        changed something (a new utility upload, a new or corrected return, ...)."""
-        uscc, state, rows = tr.uscc, tr.state, result.rows
-        if event.kind == "utility":
-            keys, too_late = state.apply_utility(event, self.tz)
-            result.readings += len(event.readings)
-            result.too_late += too_late
-            if not keys and not too_late:
-                result.duplicates += 1
-            touched.update(dict.fromkeys(keys))
-            return bool(keys)
+    @staticmethod
+    def _add_rows(event, rows: dict[str, list[dict]]) -> None:
+        """The rows of the event's own table (tax, social, registry, complaint)."""
         if event.kind in ("tax", "social"):
             rows[f"{event.kind}_monthly"].append(_monthly_row(event))
-            return state.apply_monthly(event)
-        if event.kind == "registry":
+        elif event.kind == "registry":
             rows["enterprises"].append({
-                "uscc": uscc, "name": event.name, "industry": event.industry, "town": event.town,
+                "uscc": event.uscc, "name": event.name, "industry": event.industry, "town": event.town,
                 "registered_capital_cny": event.registered_capital_cny, "established_on": event.established_on,
                 "status": event.status, "key_enterprise": int(event.key_enterprise), "event_time": event.event_time,
             })
-            return state.apply_registry(event)
-        rows["complaints"].append({
-            "uscc": uscc, "complaint_id": event.complaint_id, "event_id": event.event_id,
-            "event_time": event.event_time, "category": event.category, "channel": event.channel,
-            "text": event.text,
-        })
-        return True
+        elif event.kind == "complaint":
+            rows["complaints"].append({
+                "uscc": event.uscc, "complaint_id": event.complaint_id, "event_id": event.event_id,
+                "event_time": event.event_time, "category": event.category, "channel": event.channel,
+                "text": event.text,
+            })
 
     @staticmethod
     def _event_row(event: contracts.Event, raw: bytes) -> dict:
-        # The payload is the message as sent, except a complaint, whose text must be masked.
-        payload = contracts.event_to_json(event) if event.kind == "complaint" else raw
+        # The payload is the validated event re-serialised (known fields, masked text), never the raw bytes.
         return {
             "kind": event.kind, "uscc": event.uscc, "event_id": event.event_id, "source": event.source,
-            "event_time": event.event_time, "payload": payload.decode(),
+            "event_time": event.event_time, "payload": contracts.event_to_json(event).decode(),
         }
 
     @staticmethod
@@ -313,3 +297,36 @@ def replay_in_process(raws: Iterable[bytes], partitions: int = 4, batch: int = 2
         result = processor.process(pending, states)
         states.update(result)
         yield result
+
+
+def alert_row(p: Published) -> dict:
+    """The ``alerts`` table row of an alert message."""
+    a = p.body
+    return {
+        "alert_id": a["alert_id"], "uscc": a["uscc"], "enterprise_name": a["enterprise_name"],
+        "industry": a["industry"], "town": a["town"], "rule": a["rule"], "severity": a["severity"],
+        "status": a["status"], "window_start": _date(a["window_start"]), "window_end": _date(a["window_end"]),
+        "detected_at": _time(a["detected_at"]), "score": a["score"], "observed": a["observed"],
+        "expected": a["expected"], "evidence": _json(a["evidence"]),
+        "explanation_zh": a["explanation"].get("zh", ""), "explanation_en": a["explanation"].get("en", ""),
+        "revision": p.revision,
+    }
+
+
+def risk_row(p: Published) -> dict:
+    """The ``risk`` table row of a risk message."""
+    r = p.body
+    return {"uscc": r["uscc"], "score": r["score"], "level": r["level"], "rules": list(r["rules"]),
+            "updated_at": _time(r["updated_at"]), "revision": p.revision}
+
+
+def _date(text: str) -> date:
+    return date.fromisoformat(text)
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def _json(value) -> str:
+    return orjson.dumps(value).decode()

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 from producers.mapping import Mapping, read_csv
 from producers.replay import Line, read_lines
 from streams import contracts
-from streams.aggregates import CITY_TZ, split_by_day
+from detectors.record import CITY_TZ, split_by_day
 
 RELATIVE_TOLERANCE = 1e-9  # sums of the same readings in another order differ in the last bits
 USCCS_PER_READ = 500

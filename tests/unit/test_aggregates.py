@@ -6,7 +6,7 @@ import pickle
 from datetime import date, datetime, timedelta, timezone
 
 
-from streams.aggregates import CITY_TZ, RETAIN_DAYS, EnterpriseState, split_by_day
+from detectors.record import CITY_TZ, RETAIN_DAYS, EnterpriseState, split_by_day
 from streams.contracts import validate_event
 
 CST = timezone(timedelta(hours=8))

@@ -1,4 +1,4 @@
-"""A small synthetic city through the whole offline detection path (detectors.offline).
+"""A small synthetic city through the whole offline detection path (detectors.partition.run_events).
 
 The city is built here (not by producers/simulator.py) so these tests only depend on the
 contract: SPEC §2 events, validated by streams.contracts.
@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 
 from detectors.calendar import day_type
-from detectors.offline import OfflineMonitor, run_events
+from detectors.partition import run_events
 from streams.contracts import validate_event
 from streams.uscc import make_uscc
 
@@ -189,9 +189,7 @@ def test_alert_messages_follow_the_alert_contract():
 
 def test_detection_uses_event_time_only_so_detected_at_follows_the_data():
     events = build_city(n=24, anomalies={3: ("drop", date(2024, 4, 15))})
-    monitor = OfflineMonitor()
-    for event in events:
-        monitor.feed(event)
-    drop = next(a for a in monitor.alerts if a["rule"] == "utility_drop")
+    alerts, _ = run_events(events)
+    drop = next(a for a in alerts if a["rule"] == "utility_drop")
     assert drop["window_start"] == "2024-04-15"
     assert drop["detected_at"].startswith("2024-04-")   # days after the drop, not today

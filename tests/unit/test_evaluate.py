@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from detectors.findings import RULES
-from detectors.offline import run_events
+from detectors.partition import run_events
 from producers.simulator import AnomalyRates, SimulationConfig, generate, write_files
 from streams.cli import main
 from streams.contracts import validate_event
@@ -138,12 +138,12 @@ def test_evaluate_simulate_writes_the_report_the_chart_and_the_figures(tmp_path,
     assert "precision" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("engine", ["pipeline", "offline"])
-def test_evaluate_events_runs_an_events_file(tmp_path, engine):
+@pytest.mark.parametrize("partitions", ["1", "4"])
+def test_evaluate_events_runs_an_events_file(tmp_path, partitions):
     config = SimulationConfig(enterprises=40, days=60, seed=3, electricity_interval="day")
     write_files(config, tmp_path / "events.jsonl", tmp_path / "truth.jsonl")
     code = main(["evaluate", "--truth", str(tmp_path / "truth.jsonl"), "--events", str(tmp_path / "events.jsonl"),
-                 "--out", str(tmp_path / "out"), "--quiet", "--engine", engine])
+                 "--out", str(tmp_path / "out"), "--quiet", "--partitions", partitions])
     assert code == 0
     figures = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert figures["enterprises"] == 40 and "rejected" in figures["source"]

@@ -6,8 +6,8 @@ from datetime import date
 
 import orjson
 
-from streams.aggregates import EnterpriseState
-from streams.monitor import Tracked
+from detectors.record import EnterpriseState
+from detectors.partition import Tracked
 from streams.pipeline import BatchProcessor, DictStates, Message, deadletter_headers
 
 USCC = "914403001922038216"
@@ -152,3 +152,26 @@ def test_every_day_a_batch_touches_is_stored_even_when_later_uploads_move_the_wi
             results.append(processor.process(batch, states))
             states.update(results[-1])
         assert daily_rows_of(results) == expected, sizes
+
+
+def test_a_record_stored_before_the_move_to_detectors_still_loads(monkeypatch):
+    import sys
+
+    import detectors.partition as partition
+    from detectors.partition import load_state
+
+    record = Tracked(USCC)
+    record.state.apply_monthly(_tax_event())
+    monkeypatch.setitem(sys.modules, "streams.monitor", partition)
+    monkeypatch.setattr(Tracked, "__module__", "streams.monitor")
+    old = record.dump()
+    monkeypatch.undo()
+    assert b"streams.monitor" in old
+    loaded = load_state(old)
+    assert isinstance(loaded, Tracked) and loaded.state.tax == record.state.tax
+
+
+def _tax_event():
+    from streams.contracts import decode_event
+
+    return decode_event(message("tax", 1, period="2024-02", declared_sales_cny=1.0, tax_paid_cny=0.0).value)

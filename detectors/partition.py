@@ -1,4 +1,4 @@
-"""Detection inside the worker: one enterprise's record, and the watermark per partition.
+"""Detection of one partition: the enterprise records, the watermark and the one driver.
 
 Each input partition is monitored on its own, so that the alerts are a function of the
 data only (SPEC §4), whatever the batch boundaries, the interleaving of partitions, the
@@ -22,31 +22,51 @@ number of workers or a restart:
   last committed batch left it.
 
 When a partition's clock closes a day, every enterprise of the partition is judged for that
-day before any is judged for the next (day-major), exactly as ``detectors.offline`` does.
+day before any is judged for the next (day-major): ``PartitionDriver`` below is the one
+driver that does it, for the worker, the evaluation and the tests.
 A partition that carries no utility data never closes a day; its other events are then
 released unsynchronised once an enterprise holds ``MAX_PENDING`` of them.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
+from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
-
-import orjson
 
 from detectors.alerts import AlertBook
 from detectors.cohorts import Cohorts
-from detectors.days import EventClock
+from detectors.days import DEFAULT_LATENESS, EventClock
 from detectors.enterprise import EnterpriseDetectors
 from detectors.findings import Finding
 from detectors.risk import RiskScore
 from detectors.thresholds import DEFAULT, Thresholds
-from streams.aggregates import EnterpriseState
+from detectors.record import CITY_TZ, DayTotal, EnterpriseState
 
 STATE_PROTOCOL = 5
 MAX_PENDING = 64  # events an enterprise may hold back waiting for the clock
+
+
+# Where pickled state of earlier versions finds its classes (records written before
+# streams/monitor.py and streams/aggregates.py moved into detectors/).
+_MOVED = {"streams.monitor": "detectors.partition", "streams.aggregates": "detectors.record"}
+
+
+class _StateUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        return super().find_class(_MOVED.get(module, module), name)
+
+
+def load_state(blob: bytes):
+    """Unpickle a record or clock, also one stored by an earlier version."""
+    try:
+        return pickle.loads(blob)
+    except ModuleNotFoundError:
+        return _StateUnpickler(io.BytesIO(blob)).load()
 
 
 @dataclass
@@ -78,6 +98,14 @@ class PartitionClock:
             earliest = min(self.first.values())
             self.clock.closed_through = earliest.astimezone(self.clock.tz).date() - timedelta(days=1)
         return self.clock.observe(target)
+
+    def close_through(self, day: date) -> list[date]:
+        """Close every day up to ``day`` (the end of a finite input); returns them."""
+        days = []
+        while self.clock.closed_through is not None and self.clock.closed_through < day:
+            self.clock.closed_through += timedelta(days=1)
+            days.append(self.clock.closed_through)
+        return days
 
     def closed_at(self, day: date) -> datetime:
         """The event time at which ``day`` closes: its end plus the allowed lateness (the
@@ -191,7 +219,7 @@ class Tracked:
     def load(uscc: str, blob: bytes | None, thresholds: Thresholds = DEFAULT) -> "Tracked":
         if not blob:
             return Tracked(uscc, thresholds)
-        return pickle.loads(blob).with_thresholds(thresholds)
+        return load_state(blob).with_thresholds(thresholds)
 
     def dump(self) -> bytes:
         return pickle.dumps(self, STATE_PROTOCOL)
@@ -270,34 +298,146 @@ class Tracked:
         return [rule for (_, rule) in self.book.open]
 
 
-def alert_row(p: Published) -> dict:
-    """The ``alerts`` table row of an alert message."""
-    a = p.body
-    return {
-        "alert_id": a["alert_id"], "uscc": a["uscc"], "enterprise_name": a["enterprise_name"],
-        "industry": a["industry"], "town": a["town"], "rule": a["rule"], "severity": a["severity"],
-        "status": a["status"], "window_start": _date(a["window_start"]), "window_end": _date(a["window_end"]),
-        "detected_at": _time(a["detected_at"]), "score": a["score"], "observed": a["observed"],
-        "expected": a["expected"], "evidence": _json(a["evidence"]),
-        "explanation_zh": a["explanation"].get("zh", ""), "explanation_en": a["explanation"].get("en", ""),
-        "revision": p.revision,
-    }
+@dataclass
+class Judged:
+    """What one run of a partition's events produced."""
+
+    records: dict[str, Tracked] = field(default_factory=dict)  # every record loaded
+    last: dict[str, int] = field(default_factory=dict)  # uscc -> index of the last event that changed it
+    daily: list[tuple[str, str, date, DayTotal]] = field(default_factory=list)  # the days the events touched
+    alerts: list[Published] = field(default_factory=list)
+    risk: list[Published] = field(default_factory=list)
+    open_alerts: Counter | None = None  # open alerts by rule, when days were judged
+    readings: int = 0
+    too_late: int = 0
+    duplicates: int = 0
 
 
-def risk_row(p: Published) -> dict:
-    """The ``risk`` table row of a risk message."""
-    r = p.body
-    return {"uscc": r["uscc"], "score": r["score"], "level": r["level"], "rules": list(r["rules"]),
-            "updated_at": _time(r["updated_at"]), "revision": p.revision}
+class PartitionDriver:
+    """Detection for one partition: fold its events into their enterprises' records, move
+    its clock, and judge the days it closes (the one detection driver: the worker, the
+    evaluation and the tests all run it).
+
+    ``run`` takes the partition's events in offset order with the index each has in its
+    batch, ``load(uscc)`` (the stored record or None) and ``members()`` (every enterprise
+    the partition holds); it changes only the records it returns and ``clock``.
+    """
+
+    def __init__(self, thresholds: Thresholds = DEFAULT, tz: ZoneInfo = CITY_TZ):
+        self.thresholds = thresholds
+        self.tz = tz
+        self.cohorts: PartitionCohorts | None = None  # rebuilt from the records on first use
+
+    def run(self, clock: PartitionClock, items: list[tuple[int, object]], load: Callable[[str], Tracked | None],
+            members: Callable[[], Iterable[str]], behind: set[str] = frozenset(),
+            close_through: date | None = None) -> Judged:
+        out = Judged()
+        cache = out.records
+        touched: dict[str, dict[tuple[str, date], None]] = defaultdict(dict)
+
+        def tracked(uscc: str) -> Tracked:
+            tr = cache.get(uscc)
+            if tr is None:
+                tr = load(uscc)
+                if tr is None:
+                    tr = Tracked(uscc, self.thresholds)
+                    tr.state.judged_through = clock.clock.closed_through or date.min
+                cache[uscc] = tr
+            return tr
+
+        if self.cohorts is None:  # first run of this partition in this process
+            self.cohorts = PartitionCohorts.rebuild(Cohorts(min_members=self.thresholds.cohort_min_members),
+                                                    clock.seq, [tracked(uscc) for uscc in members()])
+        cohorts = self.cohorts
+
+        def publish(tr: Tracked, findings: list[Finding], at: datetime, index: int) -> None:
+            tr.publish(findings, at, index, out.alerts, out.risk)
+
+        for index, event in items:
+            tr = tracked(event.uscc)
+            out.last[event.uscc] = index
+            clock.saw(event.kind, event.event_time)
+            if self._fold(tr, event, touched[event.uscc], out) and event.kind != "utility":
+                tr.hold(event, self.tz)  # judged once the clock has closed its day
+                if len(tr.pending) > MAX_PENDING:  # no utility data moves this partition's clock
+                    _, early = tr.pending.pop(0)
+                    cohorts.record = tr
+                    publish(tr, tr.feed(early, cohorts, self.tz), early.event_time, index)
+        index = items[-1][0] if items else -1
+        days = clock.advance(behind)
+        if close_through is not None:
+            days += clock.close_through(close_through)
+        if days:
+            for uscc in members():
+                tracked(uscc)
+            ordered = sorted(cache)
+            for day in days:  # day-major: every enterprise's day before anyone's next day
+                at = clock.closed_at(day)
+                for (_, uscc, _, _), e in self._due(cache, ordered, day):
+                    tr = cohorts.record = cache[uscc]
+                    publish(tr, tr.feed(e, cohorts, self.tz), at, index)
+                for uscc in ordered:
+                    tr = cohorts.record = cache[uscc]
+                    findings = tr.detectors.close_through(day, tr.state.days, cohorts)
+                    tr.state.judged_through = day
+                    publish(tr, findings, at, index)
+            out.last.update(dict.fromkeys(cache, index))
+            out.open_alerts = Counter(rule for tr in cache.values() for rule in tr.open_rules())
+        closed = clock.clock.closed_through
+        if closed is not None:  # late events (their day already closed) are judged now, not at the next close
+            for (_, uscc, _, _), e in self._due(cache, sorted(out.last), closed):
+                tr = cohorts.record = cache[uscc]
+                publish(tr, tr.feed(e, cohorts, self.tz), clock.closed_at(closed), index)
+        for uscc, keys in touched.items():
+            state = cache[uscc].state
+            out.daily += [(uscc, utility, day, state.days[(utility, day)]) for utility, day in keys]
+            state.prune()  # only once the totals of every day the events touched are taken
+        cohorts.record = None
+        clock.seq = cohorts.seq
+        return out
+
+    def _due(self, cache: dict[str, Tracked], usccs: list[str], day: date) -> list:
+        """The held events of ``usccs`` due by ``day``, in event-time order."""
+        return sorted(((e.event_time, uscc, e.kind, e.event_id), e) for uscc in usccs
+                      for e in cache[uscc].due(day, self.tz))
+
+    def _fold(self, tr: Tracked, event, touched: dict, out: Judged) -> bool:
+        """Fold one event into the enterprise's aggregates; True if it changed something
+        (a new utility upload, a new or corrected return, a newer profile, a complaint)."""
+        state = tr.state
+        if event.kind == "utility":
+            keys, too_late = state.apply_utility(event, self.tz)
+            out.readings += len(event.readings)
+            out.too_late += too_late
+            if not keys and not too_late:
+                out.duplicates += 1
+            touched.update(dict.fromkeys(keys))
+            return bool(keys)
+        if event.kind in ("tax", "social"):
+            return state.apply_monthly(event)
+        if event.kind == "registry":
+            return state.apply_registry(event)
+        return True
 
 
-def _date(text: str) -> date:
-    return date.fromisoformat(text)
+def run_events(events: Iterable, thresholds: Thresholds = DEFAULT, lateness: timedelta = DEFAULT_LATENESS,
+               tz: ZoneInfo = CITY_TZ, flush: bool = False, batch: int = 500) -> tuple[list[dict], dict[str, dict]]:
+    """Validated events (in arrival order) through ``PartitionDriver`` as one partition, in
+    batches of ``batch``: the whole city with one clock and city-wide cohorts.
 
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
-
-
-def _json(value) -> str:
-    return orjson.dumps(value).decode()
+    Returns ``(alerts, risk)``: every alert message in publication order, and the latest
+    ``monitor.risk`` record per enterprise.  ``flush=True`` also closes the days the
+    lateness would still hold open at the end of the input."""
+    driver, clock, records = PartitionDriver(thresholds, tz), PartitionClock(EventClock(lateness, tz)), {}
+    alerts: list[dict] = []
+    items = list(enumerate(events))
+    for start in range(0, len(items), batch):
+        run = items[start:start + batch]
+        last_day = None
+        if flush and start + batch >= len(items):
+            last_day = max(e.event_time for _, e in items).astimezone(tz).date() - timedelta(days=1)
+        judged = driver.run(clock, run, records.get, records.keys, close_through=last_day)
+        records.update(judged.records)
+        alerts += [p.body for p in judged.alerts]
+    at = clock.clock.now
+    return alerts, ({uscc: tr.risk.to_record(at) for uscc, tr in sorted(records.items())} if at else {})
