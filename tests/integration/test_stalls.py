@@ -151,7 +151,7 @@ def test_a_frozen_clickhouse_fails_ready_raises_the_stall_gauges_and_alerts_and_
         wait_until(lambda: ready(worker)[0] == 200, timeout=30, what="/ready 200 again")
         print(f"stored {stored()} of {sent} sent, {time.monotonic() - thawed_at:.1f} s after SIGCONT")
         assert client.execute("SELECT uniqExact(event_id), count() FROM stalls.events FINAL")[0] == (sent, sent)
-        assert _metric(worker.metrics(), "entwatch_sink_stalled_seconds") == 0
+        assert _metric(worker.metrics(), "entwatch_sink_stalled_seconds") < STALL_SECONDS  # 0 idle, small busy
     finally:
         os.killpg(server.proc.pid, signal.SIGCONT)
         if sender is not None and sender.is_alive():
