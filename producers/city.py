@@ -11,8 +11,11 @@ class with a headcount, an establishment date, a registry status, and the levels
 normal operation runs at: working-day electricity and water, sales per kWh (stable within
 an industry, so a mismatch stands out), wage base, tax rate, complaint rate, the weekly
 and holiday pattern of its regime (factory, office, shop, logistics) and, for a factory,
-its own Spring Festival shutdown (starts one to seven days before the official holiday and
-lasts two to four weeks).
+its own Spring Festival shutdown: ``staggered_shutdown`` gives its dates for a year (it
+begins 5-20 days before the official holiday and ends 1-4 weeks after it, by default; each
+factory keeps its own habit and varies it by a few days from year to year).  The fields
+``spring_lead`` and ``spring_days`` are the older, narrower shutdown (1-7 days before the
+holiday, 14-28 days long) that ``SimulationConfig(spring_shutdown="window")`` still uses.
 
 >>> from streams.uscc import is_valid_uscc
 >>> city = build_city(3, seed=7, start=date(2024, 1, 1))
@@ -35,7 +38,8 @@ from itertools import accumulate
 
 from streams.uscc import CHARSET, make_uscc
 
-__all__ = ["TOWNS", "INDUSTRIES", "SIZES", "Enterprise", "Industry", "build_city", "enterprise"]
+__all__ = ["TOWNS", "INDUSTRIES", "SIZES", "Enterprise", "Industry", "build_city", "enterprise",
+           "staggered_shutdown"]
 
 # The 4 subdistricts, 28 towns and the Songshan Lake high-tech zone (33 town-level units).
 TOWNS = (
@@ -178,7 +182,7 @@ class Enterprise:
     sunday: float
     holiday: float
     spring_level: float       # level during its own Spring Festival shutdown / holiday
-    spring_lead: int          # shutdown starts this many days before the official holiday
+    spring_lead: int          # "window" shutdown: starts this many days before the official holiday
     spring_days: int          # and lasts this many days (factories only)
     growth: float             # yearly trend of its levels
     noise: float              # sd of the daily log-noise
@@ -251,6 +255,32 @@ def enterprise(seed: int, index: int, start: date) -> Enterprise:
         growth=rng.gauss(0.03, 0.06),
         noise=rng.uniform(0.05, 0.12),
     )
+
+
+def staggered_shutdown(seed: int, index: int, holiday: tuple[date, date], lead_days: tuple[int, int] = (5, 20),
+                       tail_days: tuple[int, int] = (7, 28), wobble: int = 3) -> tuple[date, date]:
+    """First and last day of factory ``index``'s Spring Festival shutdown around the official
+    ``holiday`` (its first and last rest day): it stops ``lead`` days before the holiday and
+    stays shut ``tail`` days after it, reopening the day after.
+
+    Each factory has a habit (a lead and a tail drawn once from ``(seed, index)`` within the
+    ranges) that it varies by up to ``wobble`` days a year (drawn from ``(seed, index, year)``),
+    always staying within the ranges: its stop repeats around every festival, not exactly.
+
+    >>> from datetime import date
+    >>> holiday = (date(2024, 2, 10), date(2024, 2, 17))
+    >>> first, last = staggered_shutdown(7, 3, holiday)
+    >>> 5 <= (holiday[0] - first).days <= 20 and 7 <= (last - holiday[1]).days <= 28
+    True
+    >>> staggered_shutdown(7, 3, holiday) == (first, last) != staggered_shutdown(7, 4, holiday)
+    True
+    """
+    habit = random.Random(f"{seed}:{index}:spring")
+    lead, tail = habit.randint(*lead_days), habit.randint(*tail_days)
+    year = random.Random(f"{seed}:{index}:spring:{holiday[0].year}")
+    lead = min(max(lead + year.randint(-wobble, wobble), lead_days[0]), lead_days[1])
+    tail = min(max(tail + year.randint(-wobble, wobble), tail_days[0]), tail_days[1])
+    return holiday[0] - timedelta(days=lead), holiday[1] + timedelta(days=tail)
 
 
 def _truncated_lognormal(rng: random.Random, sd: float) -> float:

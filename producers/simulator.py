@@ -9,30 +9,47 @@ with the SPEC §4 rule names.  ``write_files`` writes both as JSON Lines.
 What a normal enterprise sends:
 
 - ``registry``: its master data, once, at the beginning of the output.
-- ``utility``: electricity (hourly or daily readings) and water (daily readings), one
-  upload per meter every ``upload_every_days`` days, delivered the next night.  Levels scale
-  with headcount and industry; working days, Saturdays, Sundays, public holidays and
-  adjusted working days (``chinese_calendar``) each have their own level; factories stop
-  for their own two to four weeks around the Spring Festival (dates from the library);
-  summer air conditioning, a yearly trend and daily noise; a few readings estimated.
+- ``utility``: electricity (hourly or daily readings) and water (daily readings).  Each meter
+  uploads on its own schedule (``producers.uploads``; shares in ``SimulationConfig.uploads``,
+  by default 50% daily, 35% weekly, 15% monthly): daily meters the day's readings the next
+  night, weekly ones Monday..Sunday the night after the Sunday, monthly ones the calendar
+  month 2-5 days after it.  Levels scale with headcount and industry; working days,
+  Saturdays, Sundays, public holidays and adjusted working days (``chinese_calendar``) each
+  have their own level; every factory stops for the Spring Festival on its own dates
+  (``spring_shutdown``: from 5-20 days before the official holiday to 1-4 weeks after it,
+  dates of the holiday from the library); summer air conditioning, a yearly trend and daily
+  noise; a few readings estimated.
 - ``tax``: one return per month, filed in the first half of the next month; declared sales
   are the month's kWh times the enterprise's own sales per kWh (stable within an industry),
-  some corrected weeks later (same period, later event_time).
-- ``social``: insured headcount and contributions per month, filed the next month.
+  3% corrected 5-45 days later (same period, later event_time, sales +-10%).
+- ``social``: insured headcount and contributions per month, filed the next month; 2%
+  corrected 10-40 days later (same period, later event_time, headcount +-6%).
 - ``complaint``: a Poisson process at the industry's rate; some texts hold phone or ID
   numbers, as real ones do.
 
-On top of that: late deliveries (an event delivered hours to days after its event_time),
-duplicate deliveries (the same event, same ``event_id``, again), and malformed events.
+On top of that: late deliveries (3% of uploads and tax returns 2-6 days after their
+event_time, 0.5% 10-20 days: beyond any sensible allowed lateness), duplicate deliveries
+(1%: the same event, same ``event_id``, again), and malformed events.  The Spring Festival
+shutdowns are normal seasonal behaviour: the ground truth never lists them
+(``seasonal_stops`` does).  ``LEGACY`` holds the settings that give the simulator's older,
+punctual output (daily uploads only, short lateness, the fixed shutdown window).
 
 With ``history_months`` (default 12) the tax and social returns of the year before
 ``start`` are included too (as the departments' historical records), so "the same month last
 year" exists for every month of the range.
 
-Determinism: the city and the anomaly plan come from ``(seed, index)``-seeded generators,
-the daily values from ``(seed, day)``-seeded ones: the same config gives byte-identical
-output.  Memory holds the city's level arrays and a few days of pending deliveries, never
-the whole output, so a city of 100,000 can be written to disk.
+Determinism: the city, the anomaly plan, each meter's schedule and each factory's shutdown
+come from ``(seed, index)``-seeded generators, the daily values from ``(seed, day)``-seeded
+ones: the same config gives byte-identical output.
+
+Bounded memory: the output is never held.  What is held is the city's level arrays, the
+pending deliveries, and the readings a meter has not uploaded yet, as numpy rows for exactly
+the meters of each schedule: memory is proportional to *meters x days held* (a daily meter
+1 day, a weekly one up to 7, a monthly one up to 36: its month until it is delivered, and
+the first days of the next), whatever the range.  A late or duplicated upload keeps a copy of
+its own meter's rows only.  With the default mix that is at most about 8.4 days per meter
+(0.5 x 1 + 0.35 x 7 + 0.15 x 36), e.g. 100,000 enterprises with hourly electricity:
+100,000 x 8.4 x 24 readings x 8 bytes = 160 MB for electricity, 7 MB for water.
 
 >>> config = SimulationConfig(enterprises=5, days=40, history_months=0)
 >>> events = list(generate(config))
@@ -41,12 +58,14 @@ the whole output, so a city of 100,000 can be written to disk.
 >>> sorted({e["kind"] for e in events if isinstance(e, dict)} - {"complaint"})
 ['registry', 'social', 'tax', 'utility']
 >>> events[5]["readings"][0]
-{'start': '2024-01-01T00:00:00+08:00', 'end': '2024-01-01T01:00:00+08:00', 'amount': 1.42}
+{'start': '2024-01-01T00:00:00+08:00', 'end': '2024-01-01T01:00:00+08:00', 'amount': 2.03}
+>>> weekly = next(e for e in events if e["kind"] == "utility" and len(e["readings"]) == 7 * 24)
+>>> weekly["readings"][0]["start"], weekly["readings"][-1]["end"], weekly["event_time"][:10]
+('2024-01-01T00:00:00+08:00', '2024-01-08T00:00:00+08:00', '2024-01-08')
 """
 
 from __future__ import annotations
 
-import heapq
 import random
 import time
 from collections import Counter
@@ -54,27 +73,40 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Callable, Iterator
 
 import chinese_calendar
 import numpy as np
 import orjson
 
-from producers.city import Enterprise, build_city
+from producers.city import Enterprise, build_city, staggered_shutdown
+from producers.uploads import (
+    DAY,
+    SCHEDULES,
+    SOURCES,
+    Delivery,
+    MeterReadings,
+    UploadMix,
+    day_text,
+    delivery_draws,
+    own_rows,
+    put,
+    schedule_of,
+    ts,
+    utility_event,
+)
 from streams.contracts import CATEGORIES, CHANNELS
 from streams.uscc import CHARSET
 
-__all__ = ["RULES", "AnomalyRates", "SimulationConfig", "generate", "ground_truth", "write_files",
-           "spring_festival", "city_of"]
+__all__ = ["RULES", "LEGACY", "AnomalyRates", "SimulationConfig", "UploadMix", "generate", "deliveries",
+           "ground_truth", "write_files", "write_truth", "spring_festival", "spring_shutdown", "seasonal_stops",
+           "city_of"]
 
 RULES = ("utility_drop", "utility_spike", "dormant_entity", "tax_zero_streak", "tax_sales_drop",
          "sales_energy_mismatch", "headcount_drop", "complaint_burst")
-SOURCES = {"registry": "dg-amr-registry", "electricity": "csg-dongguan-power", "water": "dg-water",
-           "tax": "dg-tax-bureau", "social": "dg-hrss", "complaint": "12315-platform"}
-OFFSET = "+08:00"
 _UTC8 = timezone(timedelta(hours=8))
 SPRING_BEFORE, SPRING_AFTER = 7, 21   # shutdowns stay within 7 days before .. 21 after the holiday
-_DAY = 86_400
 
 # month-of-year level (Jan..Dec) by regime: summer air conditioning, the autumn export peak
 _SEASON = {
@@ -130,12 +162,21 @@ class SimulationConfig:
     history_months: int = 12           # tax and social returns of this many months before start
     electricity_interval: str = "hour"  # "hour": 24 readings a day; "day": one
     water: bool = True                 # daily water readings too
-    upload_every_days: int = 1         # a meter upload carries this many days of readings
+    uploads: UploadMix = field(default_factory=UploadMix)  # share of meters per upload schedule
+    upload_every_days: int = 1         # a meter on the daily schedule uploads every this many days
+    monthly_upload_days: tuple[int, int] = (2, 5)  # a monthly upload arrives this many days after the month
     malformed_share: float = 0.001     # extra, deliberately broken events (per event)
-    duplicate_share: float = 0.003     # events delivered twice (same event_id)
-    late_share: float = 0.01           # events delivered hours to days after their event_time
+    duplicate_share: float = 0.01      # events delivered twice (same event_id)
+    late_share: float = 0.03           # events delivered late_hours after their event_time
+    late_hours: tuple[int, int] = (48, 144)
+    very_late_share: float = 0.005     # events delivered very_late_hours late instead
+    very_late_hours: tuple[int, int] = (240, 480)
     estimated_share: float = 0.01      # meter-days whose readings are estimated
     correction_share: float = 0.03     # tax returns corrected later (same period)
+    social_correction_share: float = 0.02  # social-insurance returns corrected later (same period)
+    spring_shutdown: str = "staggered"  # "staggered": each factory its own dates; "window": the old fixed window
+    spring_lead_days: tuple[int, int] = (5, 20)   # a staggered shutdown begins this long before the holiday
+    spring_tail_days: tuple[int, int] = (7, 28)   # and ends this long after its last official rest day
 
     def __post_init__(self) -> None:
         problems = []
@@ -147,13 +188,24 @@ class SimulationConfig:
             problems.append("electricity_interval must be 'hour' or 'day'")
         if not 1 <= self.upload_every_days <= 31:
             problems.append("upload_every_days must be between 1 and 31")
-        if self.upload_every_days * (24 if self.electricity_interval == "hour" else 1) > 10_000:
+        problems += self.uploads.problems()
+        longest = max(self.upload_every_days, 7 if self.uploads.weekly else 1, 31 if self.uploads.monthly else 1)
+        if longest * (24 if self.electricity_interval == "hour" else 1) > 10_000:
             problems.append("an upload would carry more than 10,000 readings")
         if not 0 <= self.history_months <= 36:
             problems.append("history_months must be between 0 and 36")
-        for name in ("malformed_share", "duplicate_share", "late_share", "estimated_share", "correction_share"):
+        for name in ("malformed_share", "duplicate_share", "late_share", "very_late_share", "estimated_share",
+                     "correction_share", "social_correction_share"):
             if not 0 <= getattr(self, name) <= 0.5:
                 problems.append(f"{name} must be between 0 and 0.5")
+        for name, lo, hi in (("monthly_upload_days", 1, 28), ("late_hours", 1, 2000), ("very_late_hours", 1, 2000),
+                             ("spring_lead_days", 0, 40), ("spring_tail_days", 0, 60)):
+            value, strict = getattr(self, name), name.endswith("_hours")   # hours: [low, high)
+            if len(value) != 2 or not lo <= value[0] <= value[1] <= hi or (strict and value[0] == value[1]):
+                problems.append(f"{name} must be two whole numbers (low, high) with {lo} <= low "
+                                f"{'<' if strict else '<='} high <= {hi}")
+        if self.spring_shutdown not in ("staggered", "window"):
+            problems.append("spring_shutdown must be 'staggered' or 'window'")
         for f in fields(AnomalyRates):
             if not 0 <= getattr(self.rates, f.name) <= 0.2:
                 problems.append(f"the {f.name} rate must be between 0 and 0.2")
@@ -172,10 +224,28 @@ class SimulationConfig:
         """The first day of the city's simulated history (first of a month)."""
         return _month_add(self.start.replace(day=1), -self.history_months)
 
+    @property
+    def spring_margins(self) -> tuple[int, int]:
+        """How many days before the Spring Festival holiday a shutdown may begin and after its
+        last rest day a shutdown may last (the ramp-up back to work follows)."""
+        if self.spring_shutdown == "window":
+            return SPRING_BEFORE, SPRING_AFTER
+        return self.spring_lead_days[1], self.spring_tail_days[1]
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["start"] = self.start.isoformat()
         return d
+
+
+# The simulator as it was before issue 12: every meter uploads daily, 1% of events 1 hour to
+# 5 days late, 0.3% delivered twice, no corrected social returns, and every factory's Spring
+# Festival shutdown inside the fixed window 7 days before .. 21 days after the holiday.
+# ``SimulationConfig(..., **LEGACY)`` gives byte for byte what the old simulator gave.
+LEGACY = MappingProxyType({
+    "uploads": UploadMix(daily=1.0, weekly=0.0, monthly=0.0), "duplicate_share": 0.003, "late_share": 0.01,
+    "late_hours": (1, 120), "very_late_share": 0.0, "social_correction_share": 0.0, "spring_shutdown": "window",
+})
 
 
 # -- calendar -----------------------------------------------------------------------------------
@@ -227,12 +297,58 @@ def _month_end(first: date) -> date:
     return _month_add(first, 1) - timedelta(days=1)
 
 
-def _quiet(day: date) -> bool:
-    """A day a rule window should avoid: a public holiday or inside a Spring Festival shutdown."""
-    sf = spring_festival(day.year)
-    if sf and sf[0] - timedelta(days=SPRING_BEFORE) <= day <= sf[1] + timedelta(days=SPRING_AFTER + 7):
-        return True
+def _quiet(day: date, margins: tuple[int, int]) -> bool:
+    """A day a rule window should avoid: a public holiday, or a day on which some factory may
+    be in its Spring Festival shutdown or ramping up after it (``margins``: days before the
+    holiday, days after it)."""
+    before, after = margins
+    for year in (day.year, day.year + 1):
+        sf = spring_festival(year)
+        if sf and sf[0] - timedelta(days=before) <= day <= sf[1] + timedelta(days=after + 7):
+            return True
     return _day_info(day).holiday
+
+
+def spring_shutdown(config: SimulationConfig, e: Enterprise, year: int) -> tuple[date, date] | None:
+    """First and last day of enterprise ``e``'s Spring Festival shutdown in ``year`` (None if it
+    does not stop, i.e. is not a factory, or the calendar does not know the year).
+
+    ``staggered`` (the default): each factory its own dates, ``spring_lead_days`` before the
+    holiday to ``spring_tail_days`` after it (``producers.city.staggered_shutdown``);
+    ``window``: 1-7 days before the holiday for 14-28 days, cut at 21 days after it.
+
+    >>> config = SimulationConfig(enterprises=40)
+    >>> factory = next(e for e in city_of(config) if e.regime == "factory")
+    >>> spring_festival(2024)
+    (datetime.date(2024, 2, 10), datetime.date(2024, 2, 17))
+    >>> spring_shutdown(config, factory, 2024)    # 20 days before the holiday .. 11 days after
+    (datetime.date(2024, 1, 21), datetime.date(2024, 2, 28))
+    >>> spring_shutdown(config, factory, 2025)    # its habit again, a few days off
+    (datetime.date(2025, 1, 8), datetime.date(2025, 2, 11))
+    >>> spring_shutdown(SimulationConfig(enterprises=40, **LEGACY), factory, 2024)
+    (datetime.date(2024, 2, 9), datetime.date(2024, 2, 29))
+    """
+    sf = spring_festival(year)
+    if sf is None or e.regime != "factory":
+        return None
+    if config.spring_shutdown == "staggered":
+        return staggered_shutdown(config.seed, e.index, sf, config.spring_lead_days, config.spring_tail_days)
+    first = sf[0] - timedelta(days=e.spring_lead)
+    last = min(max(first + timedelta(days=e.spring_days - 1), sf[1]), sf[1] + timedelta(days=SPRING_AFTER))
+    return first, last
+
+
+def seasonal_stops(config: SimulationConfig) -> list[dict]:
+    """The Spring Festival shutdowns of the city's active factories that touch the range:
+    ``{uscc, start, end}`` (ISO dates), by start then USCC.  They are normal seasonal
+    behaviour, never in the ground truth; a detector that alerts on one is wrong."""
+    out = []
+    for year in range(config.start.year, config.end.year + 2):
+        for e in city_of(config):
+            stop = spring_shutdown(config, e, year) if e.status == "active" else None
+            if stop and stop[0] < config.end and stop[1] >= config.start:
+                out.append({"uscc": e.uscc, "start": stop[0].isoformat(), "end": stop[1].isoformat()})
+    return sorted(out, key=lambda r: (r["start"], r["uscc"]))
 
 
 # -- the anomaly plan -----------------------------------------------------------------------------
@@ -286,6 +402,7 @@ def _plan(config: SimulationConfig, city: list[Enterprise]) -> _Plan:
         return random.Random(f"{config.seed}:{e.index}:{rule}")
 
     last_day = config.end - timedelta(days=1)
+    margins = config.spring_margins
     old = config.history_start - timedelta(days=365)
     # dormant shells: registered active, never any activity in the data
     for e in pick("dormant_entity", config.rates.dormant_entity,
@@ -380,11 +497,11 @@ def _plan(config: SimulationConfig, city: list[Enterprise]) -> _Plan:
         record(e, "headcount_drop", m, _month_end(m), cut=round(cut, 3),
                before=e.headcount, after=round(e.headcount * (1 - cut)))
 
-    earliest = _after_spring(config.start) + timedelta(days=10)
+    earliest = _after_spring(config.start, margins) + timedelta(days=10)
     for e in pick("utility_drop", config.rates.utility_drop, lambda e: e.kwh_per_day >= 20):
         g = r(e, "utility_drop")
         length = g.randint(5, 30)
-        window = _quiet_window(g, earliest, config.end, length, min_workdays=3)
+        window = _quiet_window(g, earliest, config.end, length, margins, min_workdays=3)
         if window is None:
             continue
         residual = g.uniform(0.0, 0.2)
@@ -396,7 +513,7 @@ def _plan(config: SimulationConfig, city: list[Enterprise]) -> _Plan:
     for e in pick("utility_spike", config.rates.utility_spike, lambda e: e.kwh_per_day >= 20):
         g = r(e, "utility_spike")
         length = g.randint(2, 7)
-        window = _quiet_window(g, earliest, config.end, length, min_workdays=0)
+        window = _quiet_window(g, earliest, config.end, length, margins, min_workdays=0)
         if window is None:
             continue
         factor = g.uniform(3.8, 8.0)
@@ -433,18 +550,19 @@ def _full_months(start: date, end: date) -> list[date]:
     return out
 
 
-def _after_spring(start: date) -> date:
+def _after_spring(start: date, margins: tuple[int, int]) -> date:
     """The first day after ``start`` that lies past the first Spring Festival shutdown window
     it meets (or ``start`` + 60 days, whichever is later)."""
     out = start + timedelta(days=60)
     for year in (start.year, start.year + 1):
         sf = spring_festival(year)
-        if sf and sf[1] + timedelta(days=SPRING_AFTER) >= start:
-            return max(out, sf[1] + timedelta(days=SPRING_AFTER + 1))
+        if sf and sf[1] + timedelta(days=margins[1]) >= start:
+            return max(out, sf[1] + timedelta(days=margins[1] + 1))
     return out
 
 
-def _quiet_window(g: random.Random, lo: date, end: date, length: int, min_workdays: int):
+def _quiet_window(g: random.Random, lo: date, end: date, length: int, margins: tuple[int, int],
+                  min_workdays: int):
     """A window of ``length`` days in ``[lo, end - 5)`` free of holidays and shutdowns."""
     span = (end - lo).days - length - 5
     if span <= 0:
@@ -454,7 +572,7 @@ def _quiet_window(g: random.Random, lo: date, end: date, length: int, min_workda
         days = [first + timedelta(days=k) for k in range(length)]
         # a margin of two days either side keeps holidays out of the baseline's way
         around = [first - timedelta(days=k) for k in (1, 2)] + [days[-1] + timedelta(days=k) for k in (1, 2)]
-        if any(_quiet(d) for d in days + around):
+        if any(_quiet(d, margins) for d in days + around):
             continue
         if sum(_day_info(d).workday for d in days) >= min_workdays:
             return first, days[-1]
@@ -486,9 +604,8 @@ class _Levels:
         self.sun = np.array([e.sunday for e in city])
         self.hol = np.array([e.holiday for e in city])
         self.spring = np.array([e.spring_level for e in city])
-        self.lead = np.array([e.spring_lead for e in city])
-        self.spring_days = np.array([e.spring_days for e in city])
-        self.factory = self.spring_days > 0
+        self.city, self.config = city, config
+        self.factory = np.array([e.regime == "factory" for e in city])
         self.growth = np.array([e.growth for e in city])
         self.noise = np.array([e.noise for e in city])
         self.shape = np.array([_SHAPE_NAMES.index(e.shape) for e in city])
@@ -498,16 +615,18 @@ class _Levels:
         self._windows: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
 
     def shutdown(self, year: int):
-        """Per enterprise, the first and last ordinal day of its Spring Festival shutdown."""
+        """Per enterprise, the first and last ordinal day of its Spring Festival shutdown
+        (0 and -1 for an enterprise that does not stop); None for a year the calendar does not know."""
         if year not in self._windows:
-            sf = spring_festival(year)
-            if sf is None:
+            if spring_festival(year) is None:
                 self._windows[year] = None
             else:
-                first = sf[0].toordinal() - self.lead
-                last = np.maximum(first + self.spring_days - 1, sf[1].toordinal())
-                last = np.minimum(last, sf[1].toordinal() + SPRING_AFTER)
-                self._windows[year] = (np.where(self.factory, first, 0), np.where(self.factory, last, -1))
+                first, last = np.zeros(self.n, dtype=np.int64), np.full(self.n, -1, dtype=np.int64)
+                for e in self.city:
+                    stop = spring_shutdown(self.config, e, year)
+                    if stop is not None:
+                        first[e.index], last[e.index] = stop[0].toordinal(), stop[1].toordinal()
+                self._windows[year] = (first, last)
         return self._windows[year]
 
     def day_factor(self, day: date) -> np.ndarray:
@@ -521,13 +640,14 @@ class _Levels:
             f = self.hol.copy()
         else:
             f = (self.sat if day.weekday() == 5 else self.sun).copy()
-        window = self.shutdown(day.year)
-        if window is not None:
-            o = day.toordinal()
-            first, last = window
-            f = np.where((first <= o) & (o <= last), self.spring, f)
-            after = o - last
-            f = np.where((after >= 1) & (after <= 6) & self.factory, f * (0.55 + 0.07 * after), f)
+        o = day.toordinal()
+        for year in (day.year, day.year + 1):   # a long lead may begin a shutdown in December
+            window = self.shutdown(year)
+            if window is not None:
+                first, last = window
+                f = np.where((first <= o) & (o <= last), self.spring, f)
+                after = o - last
+                f = np.where((after >= 1) & (after <= 6) & self.factory, f * (0.55 + 0.07 * after), f)
         season = _SEASON_MATRIX[self.regime, day.month - 1]
         trend = (1 + self.growth) ** ((day - self.start).days / 365.0)
         return f * season * trend
@@ -535,52 +655,6 @@ class _Levels:
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, *key])))
-
-
-@lru_cache(maxsize=128)
-def _day_text(ordinal: int) -> str:
-    return date.fromordinal(ordinal).isoformat()
-
-
-def _ts(ordinal: int, second: int) -> str:
-    """RFC 3339 local time (UTC+8) of ``second`` seconds after midnight of a day.
-
-    >>> _ts(date(2024, 2, 10).toordinal(), 3 * 3600 + 61)
-    '2024-02-10T03:01:01+08:00'
-    """
-    extra, second = divmod(second, _DAY)
-    return f"{_day_text(ordinal + extra)}T{_clock()[second]}{OFFSET}"
-
-
-@lru_cache(maxsize=1)
-def _clock() -> tuple[str, ...]:
-    return tuple(f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60))
-
-
-@lru_cache(maxsize=128)
-def _hour_marks(ordinal: int, hourly: bool) -> tuple[str, ...]:
-    if hourly:
-        return tuple(_ts(ordinal, h * 3600) for h in range(25))
-    return (_ts(ordinal, 0), _ts(ordinal + 1, 0))
-
-
-class _Delivery:
-    """Pending deliveries: (deliver at, seq) -> a thunk building the event."""
-
-    def __init__(self) -> None:
-        self.heap: list = []
-        self.seq = 0
-        self.now = 0   # delivery key of the last event handed out
-
-    def put(self, at: int, build: Callable[[], tuple[dict, str]]) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (at, self.seq, build))
-
-    def due(self, before: int) -> Iterator[Callable[[], tuple[dict, str]]]:
-        heap = self.heap
-        while heap and heap[0][0] < before:
-            self.now, _, build = heapq.heappop(heap)
-            yield build
 
 
 class _Engine:
@@ -596,21 +670,34 @@ class _Engine:
         self.usccs = [e.uscc for e in self.city]
         self.meters = {"electricity": [f"E{u[8:17]}01" for u in self.usccs],
                        "water": [f"W{u[8:17]}01" for u in self.usccs]}
-        self.out = _Delivery()
+        self.out = Delivery()
         self.base = config.history_start.toordinal()
         self.first_out = self.base if config.history_months else config.start.toordinal()
         self.start_o, self.end_o = config.start.toordinal(), config.end.toordinal()
         eff = np.array(plan.effects, dtype=float).reshape(-1, 5)
         self.eff, self.eff_ent = eff, eff[:, 0].astype(int)
-        self.elec_on = plan.elec_mode != 2
-        self.water_on = (plan.water_mode != 2) & config.water
-        self.pending: dict[str, list] = {"electricity": [], "water": []}
+        self.groups = self._meter_groups(plan.elec_mode != 2, (plan.water_mode != 2) & config.water)
         self.complaint_seq = 0
         self.malformed_rng = random.Random(f"{config.seed}:malformed")
 
+    def _meter_groups(self, elec_on: np.ndarray, water_on: np.ndarray) -> list[MeterReadings]:
+        """The meters that send readings, grouped by utility and upload schedule.  The daily
+        group always exists (its uploads draw from the day's generator, as they always did)."""
+        config, groups = self.config, []
+        for utility, on in (("electricity", elec_on), ("water", water_on)):
+            if utility == "water" and not config.water:
+                continue
+            schedule = np.array([SCHEDULES.index(schedule_of(config.seed, i, utility, config.uploads))
+                                 for i in range(self.n)])
+            for k, name in enumerate(SCHEDULES):
+                members = np.flatnonzero(on & (schedule == k))
+                if name == "daily" or len(members):
+                    groups.append(MeterReadings(utility, name, members))
+        return groups
+
     def at(self, ordinal: int, second: int) -> int:
         """Delivery key: seconds since the first simulated midnight."""
-        return (ordinal - self.base) * _DAY + second
+        return (ordinal - self.base) * DAY + second
 
     def events(self, progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[dict | str, str]]:
         """(event, tag) in delivery order; tag is the kind, or ``late``, ``duplicate``, ``malformed``."""
@@ -625,7 +712,7 @@ class _Engine:
         day_o = self.base
         while day_o <= final:
             # everything due before this midnight first (nothing simulated from here on is due
-            # earlier), so that at most one day of readings waits in memory
+            # earlier), so that readings wait in memory only until their upload is delivered
             for build in out.due(self.at(day_o, 0)):
                 obj, tag = build()
                 yield obj, tag
@@ -671,36 +758,53 @@ class _Engine:
             shown[estimated] = expected[estimated, None] * shape[estimated]
         else:
             shown = np.where(estimated, expected, kwh)[:, None]
-        self.pending["electricity"].append((o, np.round(shown, 2).tolist(), estimated.tolist()))
+        rows = {"electricity": (np.round(shown, 2), estimated)}
         if config.water:
             w_expected = lv.water * factor * util_w
             w = w_expected * np.exp(rng.normal(0.0, 0.12, n))
             w_est = rng.random(n) < config.estimated_share
             w = np.where(w_est, w_expected, w)
             w[plan.water_mode == 1] = 0.0
-            self.pending["water"].append((o, np.round(w, 3)[:, None].tolist(), w_est.tolist()))
-        if len(self.pending["electricity"]) >= config.upload_every_days or o + 1 == self.end_o:
-            self.upload(rng, o + 1)
+            rows["water"] = (np.round(w, 3)[:, None], w_est)
+        last = o + 1 == self.end_o
+        for group in self.groups:
+            group.hold(o, *rows[group.utility])
+        for group in self.groups:   # daily first: they draw from the day's generator, before complaints
+            if group.schedule == "daily" and group.due(day, config.upload_every_days, last):
+                self.upload(group, rng, o + 1)
+        for group in self.groups:
+            if group.schedule != "daily" and group.due(day, config.upload_every_days, last):
+                key = (SCHEDULES.index(group.schedule), 0 if group.utility == "electricity" else 1)
+                g = _rng(config.seed, 3, o, *key)
+                if group.schedule == "weekly":
+                    self.upload(group, g, o + 1)    # the night after the Sunday
+                else:                               # a few days after the month
+                    lo, hi = config.monthly_upload_days
+                    self.upload(group, g, o + g.integers(lo, hi + 1, self.n))
         self.complaints(rng, day)
         return kwh
 
-    def upload(self, rng: np.random.Generator, arrive: int) -> None:
-        """Deliver the pending readings, one upload per meter, in the night of ``arrive``."""
+    def upload(self, group: MeterReadings, rng: np.random.Generator, arrive: int | np.ndarray) -> None:
+        """Deliver a group's held readings, one upload per meter, in the night of ``arrive``
+        (a day, or one day per enterprise)."""
         windows = {"electricity": (3600, 6 * 3600), "water": (6 * 3600, 10 * 3600)}
-        for utility, on in (("electricity", self.elec_on), ("water", self.water_on)):
-            batch = self.pending[utility]
-            if not batch:
-                continue
-            self.pending[utility] = []
-            seconds = rng.integers(*windows[utility], self.n)
-            draws = _delivery_draws(self.config, rng, self.n)
-            hourly = self.hourly and utility == "electricity"
-            meters = self.meters[utility]
-            for i in np.flatnonzero(on).tolist():
-                t = int(seconds[i])
-                build = (lambda i=i, t=t, batch=batch, utility=utility, hourly=hourly: (
-                    _utility(self.usccs[i], utility, meters[i], batch, i, arrive, t, hourly), "utility"))
-                _put(self.out, self.at(arrive, t), build, draws, i)
+        utility = group.utility
+        batch = group.take()
+        seconds = rng.integers(*windows[utility], self.n)
+        draws = delivery_draws(self.config, rng, self.n)
+        hourly = self.hourly and utility == "electricity"
+        meters, usccs = self.meters[utility], self.usccs
+        for k, i in enumerate(group.members.tolist()):
+            t = int(seconds[i])
+            day = arrive if isinstance(arrive, int) else int(arrive[i])
+            build = (lambda i=i, k=k, t=t, day=day: (
+                utility_event(usccs[i], utility, meters[i], batch, k, day, t, hourly), "utility"))
+
+            def detach(i=i, k=k, t=t, day=day):   # a late or repeated upload: its own rows only
+                mine = own_rows(batch, k)
+                return lambda: (utility_event(usccs[i], utility, meters[i], mine, 0, day, t, hourly), "utility")
+
+            put(self.out, self.at(day, t), build, draws, i, detach)
 
     def complaints(self, rng: np.random.Generator, day: date) -> None:
         """Complaints made on ``day``: a Poisson process per enterprise, plus the injected bursts."""
@@ -731,7 +835,8 @@ class _Engine:
         correct = rng.random(n) < config.correction_share
         fix = rng.uniform(0.9, 1.1, n)
         fix_days = rng.integers(5, 46, n)
-        draws = _delivery_draws(config, rng, n)
+        draws = delivery_draws(config, rng, n)
+        fixes = _social_fixes(config, first, n)
         for e in self.city:
             i = e.index
             mode = int(plan.tax_mode[i])
@@ -747,7 +852,7 @@ class _Engine:
                 day = workdays[int(file_day[0, i])].toordinal()
                 t = int(file_sec[0, i])
                 obj = _tax(e.uscc, f"tax-{e.uscc}-{period}", day, t, period, sales, round(sales * e.tax_rate, 2))
-                _put(self.out, self.at(day, t), lambda obj=obj: (obj, "tax"), draws, i)
+                put(self.out, self.at(day, t), lambda obj=obj: (obj, "tax"), draws, i)
                 if correct[i] and sales > 0 and mode == 0 and (i, period) not in plan.sales:
                     fixed = round(sales * float(fix[i]), 2)
                     later = day + int(fix_days[i])
@@ -759,62 +864,36 @@ class _Engine:
                 hc = 0 if smode == 1 else _headcount(e, plan, first, float(hc_noise[i]), config.start)
                 day = workdays[int(file_day[1, i])].toordinal()
                 t = int(file_sec[1, i])
-                obj = {"kind": "social", "event_id": f"soc-{e.uscc}-{period}", "uscc": e.uscc,
-                       "source": SOURCES["social"], "event_time": _ts(day, t), "schema_version": 1,
-                       "period": period, "insured_headcount": hc,
-                       "contributions_cny": round(hc * e.wage_base * (1 + float(hc_noise[i])), 2)}
+                obj = _social(e, f"soc-{e.uscc}-{period}", day, t, period, hc, float(hc_noise[i]))
                 self.out.put(self.at(day, t), lambda obj=obj: (obj, "social"))
+                if fixes is not None and fixes[0][i] and smode == 0 and i not in plan.headcount:
+                    # a corrected return: a few staff more or fewer, filed weeks later
+                    fixed = max(1, round(hc * (1 + float(fixes[1][i]))))
+                    fixed = fixed if fixed != hc else hc + 1
+                    later = day + int(fixes[2][i])
+                    obj2 = _social(e, f"soc-{e.uscc}-{period}-c1", later, t, period, fixed, float(hc_noise[i]))
+                    self.out.put(self.at(later, t), lambda obj=obj2: (obj, "social"))
+
+
+def _social_fixes(config: SimulationConfig, first: date, n: int):
+    """Per enterprise, for the month starting ``first``: is its social return corrected?, by
+    how much (a share of its headcount, within +-6%), how many days after filing (10-40).
+    Their own generator: without corrections, the other draws stay what they always were."""
+    if not config.social_correction_share:
+        return None
+    g = _rng(config.seed, 4, first.toordinal())
+    return (g.random(n) < config.social_correction_share, g.uniform(-0.06, 0.06, n), g.integers(10, 41, n))
+
+
+def _social(e: Enterprise, event_id: str, ordinal: int, t: int, period: str, headcount: int, noise: float) -> dict:
+    return {"kind": "social", "event_id": event_id, "uscc": e.uscc, "source": SOURCES["social"],
+            "event_time": ts(ordinal, t), "schema_version": 1, "period": period, "insured_headcount": headcount,
+            "contributions_cny": round(headcount * e.wage_base * (1 + noise), 2)}
 
 
 def _registry(e: Enterprise, ordinal: int, t: int) -> dict:
     return {"kind": "registry", "event_id": f"reg-{e.uscc}-1", "uscc": e.uscc, "source": SOURCES["registry"],
-            "event_time": _ts(ordinal, t), "schema_version": 1, **e.registry_fields()}
-
-
-def _delivery_draws(config: SimulationConfig, rng: np.random.Generator, n: int):
-    """Per enterprise: delivered late?, delivered twice?, the lateness, the second copy's delay."""
-    return ((rng.random(n) < config.late_share).tolist(), (rng.random(n) < config.duplicate_share).tolist(),
-            rng.integers(3600, 5 * _DAY, n).tolist(), rng.integers(60, 2 * _DAY, n).tolist())
-
-
-def _put(out: _Delivery, when: int, build, draws, i: int) -> None:
-    """Schedule one event, late and/or twice as drawn.  A late or repeated event is built
-    now, so that it does not keep its whole day's readings alive while it waits."""
-    late, dup, delay, dup_delay = (d[i] for d in draws)
-    if not (late or dup):
-        out.put(when, build)
-        return
-    obj = build()[0]
-    if late:
-        when += delay
-        out.put(when, lambda: (obj, "late"))
-    else:
-        out.put(when, lambda: (obj, obj["kind"]))
-    if dup:
-        out.put(when + dup_delay, lambda: (obj, "duplicate"))
-
-
-_ID_PREFIX = {"electricity": "el", "water": "wa"}
-
-
-@lru_cache(maxsize=128)
-def _compact(ordinal: int) -> str:
-    return _day_text(ordinal).replace("-", "")
-
-
-def _utility(uscc: str, utility: str, meter: str, batch: list, i: int, arrive: int, t: int, hourly: bool) -> dict:
-    readings = []
-    for o, rows, estimated in batch:
-        marks = _hour_marks(o, hourly)
-        if estimated[i]:
-            readings += [{"start": marks[h], "end": marks[h + 1], "amount": a, "estimated": True}
-                         for h, a in enumerate(rows[i])]
-        else:
-            readings += [{"start": marks[h], "end": marks[h + 1], "amount": a} for h, a in enumerate(rows[i])]
-    return {"kind": "utility", "event_id": f"{_ID_PREFIX[utility]}-{uscc}-{_compact(batch[0][0])}",
-            "uscc": uscc, "source": SOURCES[utility], "event_time": _ts(arrive, t), "schema_version": 1,
-            "utility": utility, "unit": "kWh" if utility == "electricity" else "m3", "meter_id": meter,
-            "readings": readings}
+            "event_time": ts(ordinal, t), "schema_version": 1, **e.registry_fields()}
 
 
 def _headcount(e: Enterprise, plan: _Plan, first: date, noise: float, start: date) -> int:
@@ -830,7 +909,7 @@ def _headcount(e: Enterprise, plan: _Plan, first: date, noise: float, start: dat
 
 def _tax(uscc, event_id, ordinal, t, period, sales, paid) -> dict:
     return {"kind": "tax", "event_id": event_id, "uscc": uscc, "source": SOURCES["tax"],
-            "event_time": _ts(ordinal, t), "schema_version": 1, "period": period,
+            "event_time": ts(ordinal, t), "schema_version": 1, "period": period,
             "declared_sales_cny": sales, "tax_paid_cny": paid}
 
 
@@ -861,9 +940,9 @@ def _complaint(uscc: str, ordinal: int, t: int, seq: int, category: str | None, 
     elif roll < 0.2:
         birth = f"19{g.randrange(70, 100)}{g.randrange(1, 13):02d}{g.randrange(1, 29):02d}"
         text += f"投诉人身份证号441900{birth}{g.randrange(1000):03d}{g.choice('0123456789X')}。"
-    day = _day_text(ordinal).replace("-", "")
+    day = day_text(ordinal).replace("-", "")
     return {"kind": "complaint", "event_id": f"cmp-{day}-{seq:07d}", "uscc": uscc, "source": SOURCES["complaint"],
-            "event_time": _ts(ordinal, t), "schema_version": 1, "complaint_id": f"DG12315-{day}-{seq:07d}",
+            "event_time": ts(ordinal, t), "schema_version": 1, "complaint_id": f"DG12315-{day}-{seq:07d}",
             "category": category, "channel": g.choices(_CHANNELS, (50, 25, 20, 2, 3))[0], "text": text}
 
 

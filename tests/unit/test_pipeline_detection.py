@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import orjson
 
-from producers.simulator import AnomalyRates, SimulationConfig, generate
+from producers.simulator import LEGACY, AnomalyRates, SimulationConfig, generate
 from streams.pipeline import BatchProcessor, DictStates, Message
 
 KINDS = ("registry", "utility", "tax", "social", "complaint")
@@ -27,7 +27,8 @@ def city_messages() -> tuple[Message, ...]:
     """~50 enterprises for 7 months, with a high anomaly rate so that every run alerts."""
     rates = AnomalyRates(**{name: 0.08 for name in AnomalyRates.__dataclass_fields__})
     config = SimulationConfig(enterprises=50, days=210, seed=11, start=date(2024, 1, 1), rates=rates,
-                              electricity_interval="day", malformed_share=0.0, late_share=0.0)
+                              electricity_interval="day", malformed_share=0.0,
+                              **{**LEGACY, "late_share": 0.0})  # punctual daily uploads (issue 12 changes that)
     out = []
     offsets = {}
     for obj in generate(config):
