@@ -13,7 +13,7 @@ from datetime import date
 import orjson
 import pytest
 
-from producers.simulator import AnomalyRates, SimulationConfig, generate
+from producers.simulator import LEGACY, AnomalyRates, SimulationConfig, generate
 from streams.pipeline import replay_in_process
 from streams.settings import Settings
 from tests.conftest import wait_until
@@ -26,7 +26,8 @@ pytestmark = pytest.mark.integration
 def city(tmp_path_factory) -> tuple:
     rates = AnomalyRates(**{name: 0.08 for name in AnomalyRates.__dataclass_fields__})
     config = SimulationConfig(enterprises=40, days=200, seed=5, start=date(2024, 1, 1), rates=rates,
-                              electricity_interval="day", late_share=0.0)  # see docs/STREAMING.md
+                              electricity_interval="day",
+                              **{**LEGACY, "late_share": 0.0})  # punctual: see docs/STREAMING.md
     path = tmp_path_factory.mktemp("city") / "events.jsonl"
     lines = [orjson.dumps(obj) if isinstance(obj, dict) else obj.encode() for obj in generate(config)]
     path.write_bytes(b"\n".join(lines) + b"\n")
