@@ -21,7 +21,7 @@ from detectors.findings import RULES
 from streams import metrics
 from streams.continuity import IDLE_AFTER, Continuity
 from streams.health import watch
-from streams.pipeline import BatchProcessor, BatchResult, Message, deadletter_headers
+from streams.pipeline import BatchProcessor, BatchResult, Message, deadletter_record
 from streams.seam import WorkerApp, as_current
 from streams.settings import INPUT_KINDS, Settings
 from streams.sink import Sink, set_aside
@@ -118,8 +118,9 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         refused = await sink.write(result.rows)
         if refused:  # rows ClickHouse cannot hold for their values: dead letters (streams.sink)
             await set_aside(refused, sink, deadletter)
-        sends = [await deadletter.send(key=m.key, value=m.value, headers=deadletter_headers(m, r))
-                 for m, r in result.deadletters]
+        sends = [await deadletter.send(key=key, value=value, headers=letter)  # cut to fit the broker
+                 for key, value, letter in (deadletter_record(m, r, settings.max_message_bytes)
+                                            for m, r in result.deadletters)]
         sends += [await topic.send(key=p.uscc.encode(), value=orjson.dumps(p.body))
                   for topic, published in ((alerts_topic, result.alerts), (risk_topic, result.risk))
                   for p in published]

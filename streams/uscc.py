@@ -32,20 +32,29 @@ def check_char(first17: str) -> str:
     return CHARSET[(31 - total % 31) % 31]
 
 
-def uscc_problem(code: str) -> str | None:
+def uscc_problem(code: str, *, quote: bool = True) -> str | None:
     """Why ``code`` is not a valid USCC, or ``None`` if it is.
+
+    With ``quote=False`` the reason names the rule and a position but no character of
+    ``code`` (what a dead letter's detail may say: the input can hold anything).
 
     >>> uscc_problem("91440300192203821X")
     'check digit mismatch: expected 6, got X'
+    >>> uscc_problem("91440300192203821X", quote=False)
+    'check digit mismatch: the 18th character is not the check character of the first 17'
+    >>> uscc_problem("9144030019220382 6", quote=False)
+    'character 17 is not allowed (charset 0123456789ABCDEFGHJKLMNPQRTUWXY)'
     """
     if len(code) != 18:
         return f"must be 18 characters, got {len(code)}"
-    bad = next((c for c in code if c not in _VALUE), None)
-    if bad is not None:
-        return f"character {bad!r} is not allowed (charset {CHARSET})"
+    at = next((i for i, c in enumerate(code) if c not in _VALUE), None)
+    if at is not None:
+        return f"character {code[at]!r} is not allowed (charset {CHARSET})" if quote else \
+            f"character {at + 1} is not allowed (charset {CHARSET})"
     expected = check_char(code[:17])
     if code[17] != expected:
-        return f"check digit mismatch: expected {expected}, got {code[17]}"
+        return f"check digit mismatch: expected {expected}, got {code[17]}" if quote else \
+            "check digit mismatch: the 18th character is not the check character of the first 17"
     return None
 
 

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from streams.contracts import Complaint, Registry, Rejection, Social, Tax, Utility, decode_event, validate_event
+from streams.contracts import (Complaint, Registry, Rejection, Social, Tax, Utility, decode_event, event_to_json,
+                               validate_event)
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=timezone.utc)
 COMMON = {"event_id": "ev-1", "uscc": "914403001922038216", "source": "dept-system",
@@ -220,3 +221,119 @@ def test_readings_with_times_seen_before_are_checked_as_fully_as_new_ones():
         assert isinstance(result, Rejection) and "readings.0: end must be after start" in result.detail
         result = validate_event(event("utility", readings=[reading(start=["x"])]), now=NOW)
         assert isinstance(result, Rejection) and result.detail.startswith("readings.0.start")
+
+
+# Input limits: what ClickHouse storage holds (docs/CONTRACT.md)
+OUT_OF_RANGE = [
+    ("headcount-2^32", event("social", insured_headcount=2**32), "invalid_insured_headcount"),
+    ("headcount-2^40", event("social", insured_headcount=2**40), "invalid_insured_headcount"),
+    ("event-time-1900", event("tax", event_time="1900-01-01T00:00:00+08:00"), "invalid_event_time"),
+    ("event-time-1970-01-01", event("tax", event_time="1970-01-01T12:00:00Z"), "invalid_event_time"),
+    ("event-time-year-1", event("tax", event_time="0001-01-01T00:00:00+08:00"), "invalid_event_time"),
+    ("reading-start-1969", event("utility", readings=[reading(start="1969-12-31T23:00:00Z",
+                                                              end="1970-01-03T00:00:00Z")]), "invalid_readings"),
+    ("reading-end-2106", event("utility", readings=[reading(start="2105-12-30T00:00:00Z",
+                                                            end="2106-01-01T00:00:00Z")]), "invalid_readings"),
+    ("reading-amount-over-1e15", event("utility", readings=[reading(amount=1.5e15)]), "invalid_readings"),
+    ("established-1969", event("registry", established_on="1969-12-31"), "invalid_established_on"),
+    ("established-2106", event("registry", established_on="2106-01-01"), "invalid_established_on"),
+    ("established-year-1", event("registry", established_on="0001-01-01"), "invalid_established_on"),
+    ("established-a-number", event("registry", established_on=0), "invalid_established_on"),
+    ("established-unix-seconds-text", event("registry", established_on="1420070400"), "invalid_established_on"),
+    ("established-with-a-time", event("registry", established_on="2015-03-01T00:00:00"), "invalid_established_on"),
+    ("period-1969", event("tax", period="1969-12"), "invalid_period"),
+    ("period-2106", event("social", period="2106-01"), "invalid_period"),
+    ("capital-over-1e15", event("registry", registered_capital_cny=1e16), "invalid_registered_capital_cny"),
+    ("sales-10^30", event("tax", declared_sales_cny=10**30), "invalid_declared_sales_cny"),
+    ("contributions-over-1e15", event("social", contributions_cny=2e15), "invalid_contributions_cny"),
+]
+
+
+@pytest.mark.parametrize("obj, expected", [(o, r) for _, o, r in OUT_OF_RANGE], ids=[i for i, _, _ in OUT_OF_RANGE])
+def test_a_value_storage_cannot_hold_is_rejected_with_its_field(obj, expected):
+    assert reason(obj) == expected
+
+
+AT_THE_LIMITS = [
+    ("headcount-uint32-max", event("social", insured_headcount=2**32 - 1)),
+    ("event-time-1970-01-02", event("tax", event_time="1970-01-02T00:00:00Z")),
+    ("reading-in-2105", event("utility", readings=[reading(start="2105-12-30T00:00:00Z",
+                                                           end="2105-12-31T00:00:00Z")])),
+    ("reading-amount-1e15", event("utility", readings=[reading(amount=1e15)])),
+    ("established-1970-01-01", event("registry", established_on="1970-01-01")),
+    ("established-2105-12-31", event("registry", established_on="2105-12-31")),
+    ("period-1970-01", event("tax", period="1970-01")),
+    ("period-2105-12", event("social", period="2105-12")),
+    ("capital-1e15", event("registry", registered_capital_cny=1e15)),
+]
+
+
+@pytest.mark.parametrize("obj", [o for _, o in AT_THE_LIMITS], ids=[i for i, _ in AT_THE_LIMITS])
+def test_values_at_the_storage_limits_are_accepted(obj):
+    assert not isinstance(validate_event(obj, now=NOW), Rejection)
+
+
+def test_an_out_of_range_detail_names_the_limit():
+    result = validate_event(event("social", insured_headcount=2**40), now=NOW)
+    assert result.detail == "insured_headcount: Input should be less than or equal to 4294967295"
+    result = validate_event(event("tax", event_time="1900-01-01T00:00:00+08:00"), now=NOW)
+    assert "1970-01-02T00:00:00Z" in result.detail and "1900" not in result.detail
+
+
+# A rejection's detail names the field and the rule, never the value sent (it may be personal data).
+PHONE = "13800138000"
+POISONS = [PHONE, f"x{PHONE}x" * 20, {"n": PHONE}, [PHONE], f"{PHONE}-01-01T00:00:00Z"]
+FIELDS = sorted({(kind, f) for kind, body in VALID.items() for f in {**COMMON, **body}})
+
+
+@pytest.mark.parametrize("kind, field", FIELDS, ids=[f"{k}.{f}" for k, f in FIELDS])
+def test_a_rejection_never_echoes_the_value_sent(kind, field):
+    for poison in POISONS:
+        result = validate_event(event(kind, **{field: poison}), now=NOW)
+        if isinstance(result, Rejection):
+            assert PHONE not in result.detail and "0013" not in result.detail, result
+            assert field in result.detail or result.reason in ("unknown_kind", "unsupported_schema_version")
+
+
+@pytest.mark.parametrize("item", [{"start": PHONE}, {"end": [PHONE]}, {"amount": PHONE}, {"estimated": PHONE},
+                                  {"start": f"2024-03-09T00:00:00+{PHONE}"}], ids=["start", "end", "amount",
+                                                                                  "estimated", "start-suffix"])
+def test_a_reading_rejection_never_echoes_the_value_sent(item):
+    result = validate_event(event("utility", readings=[reading(), reading(**item)]), now=NOW)
+    assert isinstance(result, Rejection) and result.detail.startswith("readings.1")
+    assert PHONE not in result.detail
+
+
+@pytest.mark.parametrize("raw", [f'{{"kind": "{PHONE}"'.encode(), f'{{"a": {PHONE}x}}'.encode(),
+                                 f'["{PHONE}"]'.encode(), f'"{PHONE}"'.encode(), PHONE.encode() + b"\xff"],
+                         ids=["truncated", "bad-token", "array", "string", "bad-utf8"])
+def test_a_decode_rejection_never_echoes_the_bytes_sent(raw):
+    result = decode_event(raw, now=NOW)
+    assert isinstance(result, Rejection) and PHONE not in result.detail
+
+
+def test_a_bad_uscc_detail_names_the_rule_not_the_code():
+    detail = validate_event(event("tax", uscc="914403001922038217"), now=NOW).detail
+    assert detail == "uscc: check digit mismatch: the 18th character is not the check character of the first 17"
+    assert validate_event(event("tax", uscc="9144030019220382I6"), now=NOW).detail.startswith("uscc: character 17 ")
+
+
+# The stored payload: the validated event re-serialised, known fields only.
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_the_payload_is_the_event_again_with_known_fields_only(kind):
+    ev = validate_event(event(kind, legal_rep_id="440301199001011234"), now=NOW)
+    payload = orjson.loads(event_to_json(ev))
+    assert "legal_rep_id" not in payload and set(payload) <= set(type(ev).model_fields)
+    assert validate_event(payload, now=NOW) == ev
+
+
+def test_unknown_fields_inside_readings_are_not_in_the_payload():
+    ev = validate_event(event("utility", readings=[reading(reader_phone=PHONE)]), now=NOW)
+    assert orjson.loads(event_to_json(ev))["readings"] == [READING]
+
+
+def test_the_payload_of_a_complaint_and_a_registry_event_is_masked():
+    complaint = validate_event(event("complaint", text=f"电话{PHONE}，邮箱wang@qq.com"), now=NOW)
+    registry = validate_event(event("registry", name=f"张三五金店（{PHONE}）"), now=NOW)
+    assert orjson.loads(event_to_json(complaint))["text"] == "电话138****8000，邮箱w***@qq.com"
+    assert orjson.loads(event_to_json(registry))["name"] == "张三五金店（138****8000）"

@@ -53,3 +53,23 @@ def test_masking_twice_is_masking_once(text):
 
 def test_a_resident_id_right_after_latin_letters_is_masked():
     assert mask_pii("证件ID440301199001011234") == "证件ID440301********1234"
+
+
+def test_an_id_number_that_is_also_a_valid_credit_code_is_still_masked():
+    """Its ID check digit is right: a person's number wins over an enterprise's."""
+    assert mask_pii("身份证440301199001010469") == "身份证440301********0469"
+
+
+def test_characters_around_masked_numbers_are_returned_as_sent():
+    text = "（投诉人）：手机１３８００１３８０００，地址：东莞市长安镇１２号。"
+    assert mask_pii(text) == "（投诉人）：手机１３８****８０００，地址：东莞市长安镇１２号。"
+
+
+def test_text_without_personal_data_is_returned_unchanged_even_when_not_normalised():
+    text = "ＡＢＣ公司，２０２４年３月，产品有质量问题！"
+    assert mask_pii(text) is text
+
+
+def test_a_number_spread_over_characters_that_normalise_to_several_is_masked_in_place():
+    # "㈱" normalises to "(株)" (3 characters): positions after it must still line up.
+    assert mask_pii("㈱联系13800138000") == "㈱联系138****8000"
