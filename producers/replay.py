@@ -238,6 +238,7 @@ async def _start_producer(settings: Settings):
         max_batch_size=512 * 1024,
         max_request_size=settings.max_message_bytes * 2,
         request_timeout_ms=30_000,
+        **settings.aiokafka_security(),  # SASL/TLS from ENTWATCH_BROKER_* (streams/settings.py)
     )
     try:
         await producer.start()

@@ -1,23 +1,20 @@
 """``entwatch alerts``: the open alerts, as a table or JSON Lines, optionally followed.
 
-Alerts are read from storage (the ``alerts`` table, latest revision of each alert):
-directly from a ClickHouse server when the storage URL is ``clickhouse://``, otherwise
-through the running worker's ``/query`` endpoint (embedded chDB belongs to the worker
-process).  ``--json`` prints SPEC §5 alert messages, one per line.
+Alerts are read with the typed read API's ``alerts`` query (``streams.readapi``): directly
+from a ClickHouse server as the read-only user when the storage URL is ``clickhouse://``,
+otherwise through the running worker's ``GET /read/alerts`` with its API token (embedded
+chDB belongs to the worker process).  ``--json`` prints SPEC §5 alert messages, one per line.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 
 from detectors.findings import RULES, SEVERITIES
-
-COLUMNS = ("alert_id", "uscc", "enterprise_name", "industry", "town", "rule", "severity", "status",
-           "window_start", "window_end", "detected_at", "score", "observed", "expected", "evidence",
-           "explanation_zh", "explanation_en", "revision")
-TOWN = re.compile(r"^[^'\\]{1,64}$")
+from streams.errors import UserError
+from streams.readapi import ReadError, bind, open_reader, worker_url
+from streams.readparams import ParamError
 
 
 def add_arguments(parser) -> None:
@@ -31,40 +28,55 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lang", choices=("zh", "en"), default="zh", help="language of explanations (default zh)")
     parser.add_argument("--follow", action="store_true", help="keep printing alerts as they open, change or resolve")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls with --follow")
-    parser.add_argument("--storage", help="clickhouse://user:pass@host:9000/db (default ENTWATCH_STORAGE_URL)")
-    parser.add_argument("--worker", help="worker web address for embedded storage (default http://127.0.0.1:PORT)")
+    parser.add_argument("--storage", help="clickhouse://host:9000/db, read as ENTWATCH_READER_USER "
+                                          "(default ENTWATCH_STORAGE_URL)")
+    parser.add_argument("--worker", help="worker web address for embedded storage (default http://127.0.0.1:PORT); "
+                                         "its token: ENTWATCH_API_TOKEN or the data dir's api-token file")
 
 
-def build_query(args, follow: bool = False) -> str:
-    """The SQL for the alerts the filters select (values are checked, never interpolated raw).
+def alert_params(args, follow: bool = False) -> dict:
+    """The ``alerts`` query's parameters for the command's filters (checked here, so that a
+    bad filter is a one-line error before anything is read).
 
     ``follow``: every status, the most recently active conditions first (what a poll of
     ``--follow`` compares with what it printed)."""
-    from streams.errors import UserError
-    from streams.uscc import uscc_problem
+    params = {"status": None if args.all or follow else "open", "rule": args.rule, "severity": args.severity,
+              "town": args.town, "uscc": args.uscc, "limit": args.limit, "order": "window" if follow else "detected"}
+    params = {k: v for k, v in params.items() if v is not None}
+    try:
+        bind("alerts", params)
+    except ParamError as exc:
+        raise UserError(f"--{exc.param}: {str(exc).split(': ', 1)[-1]}") from None
+    return params
 
-    where = [] if args.all or follow else ["status = 'open'"]
-    if args.rule:
-        where.append(f"rule = '{args.rule}'")
-    if args.severity:
-        levels = ", ".join(f"'{s}'" for s in SEVERITIES[SEVERITIES.index(args.severity):])
-        where.append(f"severity IN ({levels})")
-    if args.town:
-        if not TOWN.match(args.town):
-            raise UserError("--town: give a town name without quotes or backslashes")
-        where.append(f"town = '{args.town}'")
-    if args.uscc:
-        problem = uscc_problem(args.uscc)
-        if problem:
-            raise UserError(f"--uscc {args.uscc}: {problem}; give an 18-character USCC")
-        where.append(f"uscc = '{args.uscc}'")
-    if args.limit < 1:
-        raise UserError("--limit must be at least 1")
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    select = ", ".join(f"toString({c}) AS {c}" if c in ("window_start", "window_end", "detected_at") else c
-                       for c in COLUMNS)
-    order = "window_end DESC, detected_at DESC" if follow else "detected_at DESC"
-    return f"SELECT {select} FROM alerts FINAL{clause} ORDER BY {order}, alert_id LIMIT {int(args.limit)}"
+
+class AlertSource:
+    """The configured reader, with errors a person can act on."""
+
+    def __init__(self, args):
+        from streams.cli import load_settings
+
+        settings = load_settings(storage_url=args.storage)
+        self.where = args.worker or worker_url(settings)
+        try:
+            self.reader = open_reader(settings, worker=args.worker)
+        except ReadError as exc:
+            raise UserError(f"{exc} (worker {self.where})") from None
+        if hasattr(self.reader, "session"):
+            self.where = self.reader.session.where
+
+    def rows(self, params: dict) -> list[dict]:
+        try:
+            return self.reader.read("alerts", **params)
+        except OSError as exc:
+            raise UserError(f"no worker answers at {self.where} ({getattr(exc, 'reason', exc)}); start `entwatch up`, "
+                            "or pass --worker URL or --storage clickhouse://…") from None
+        except ReadError as exc:
+            raise UserError(f"cannot read alerts from {self.where}: {exc}") from None
+        except Exception as exc:  # the server refused: login, missing schema
+            raise UserError(f"cannot read alerts from {self.where} ({str(exc).strip().splitlines()[0][:200]}); "
+                            "is the storage URL right, ENTWATCH_READER_PASSWORD set, and has a worker applied the "
+                            "schema?") from None
 
 
 def to_message(row: dict) -> dict:
@@ -82,43 +94,10 @@ def to_message(row: dict) -> dict:
     }
 
 
-class Reader:
-    """Runs a read-only query against the configured storage or the worker."""
-
-    def __init__(self, args):
-        from streams.cli import load_settings
-
-        settings = load_settings(storage_url=args.storage)
-        self.storage = None
-        url = settings.effective_storage_url()
-        self.where = args.worker or f"http://127.0.0.1:{settings.metrics_port}"
-        if args.storage or (url.startswith("clickhouse://") and not args.worker):
-            from streams.storage import open_storage
-            password = settings.storage_password.get_secret_value() if settings.storage_password else None
-            self.storage = open_storage(url, password)
-            self.where = url.split("@")[-1]
-
-    def rows(self, sql: str) -> list[dict]:
-        from streams.cli import query_worker
-        from streams.errors import UserError
-
-        if self.storage is None:
-            try:
-                return query_worker(self.where, sql)
-            except OSError as exc:
-                raise UserError(f"no worker answers at {self.where} ({getattr(exc, 'reason', exc)}); start `entwatch up`, or pass "
-                                "--worker URL or --storage clickhouse://…") from None
-        try:
-            self.storage.use_database()
-            return self.storage.query(sql)
-        except Exception as exc:
-            raise UserError(f"cannot read alerts from {self.where} ({str(exc).splitlines()[0][:200]}); "
-                            "is the storage URL right and has a worker applied the schema?") from None
-
-
 def command(args) -> int:
-    reader = Reader(args)
-    rows = reader.rows(build_query(args))
+    params = alert_params(args)
+    source = AlertSource(args)
+    rows = source.rows(params)
     if args.json:
         for row in reversed(rows):
             print(json.dumps(to_message(row), ensure_ascii=False), flush=True)
@@ -127,9 +106,10 @@ def command(args) -> int:
     if not args.follow:
         return 0
     printed = {r["alert_id"]: int(r["revision"]) for r in rows}
+    polled_params = alert_params(args, follow=True)
     while True:  # until Ctrl-C
         time.sleep(args.interval)
-        polled = reader.rows(build_query(args, follow=True))
+        polled = source.rows(polled_params)
         fresh = sorted((r for r in polled if printed.get(r["alert_id"]) != int(r["revision"])),
                        key=lambda r: (r["window_end"], r["detected_at"], r["alert_id"]))
         for row in fresh:

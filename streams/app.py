@@ -47,6 +47,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         settings.app_id,
         broker=settings.broker_url,
         store="rocksdb://" if rocksdb else "memory://",
+        broker_credentials=settings.faust_credentials(),  # SASL/TLS from ENTWATCH_BROKER_* (None: plaintext)
         datadir=str(settings.state_dir()),
         # Tansu 0.6 answers ListOffsets(latest) with the last batch's base offset + 1, below
         # the offsets it acknowledged, so a RocksDB table's persisted changelog offset can
@@ -143,7 +144,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
 
     watch(app, sink, settings.stall_seconds, kind_by_topic)  # /ready, stall gauges, lag from the broker
 
-    add_pages(app, sink, store)
+    add_pages(app, settings)  # /metrics, /ready, the read API (reads on their own threads, not the sink's)
     return app
 
 

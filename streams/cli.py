@@ -7,15 +7,12 @@ tracebacks are for bugs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
 import urllib.request
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -24,6 +21,7 @@ from pydantic import ValidationError
 
 from streams.errors import UserError
 from streams.settings import Settings
+from streams.readapi import ReadError, WorkerReader
 
 SHANGHAI = timezone(timedelta(hours=8))   # the simulated city's clock
 
@@ -47,6 +45,9 @@ def cmd_worker(args) -> int:
 
     settings = load_settings(broker_url=args.broker, storage_url=args.storage, metrics_port=args.metrics_port)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.example_secrets():  # .env.example's change-me values must never reach a deployment
+        raise UserError(f"{', '.join(settings.example_secrets())}: still the example value from .env.example "
+                        "(change-me…); set a real secret")
     from streams.storage import StorageError, open_storage
     from streams.topics import ensure_topics
 
@@ -87,7 +88,8 @@ def cmd_up(args) -> int:
         print(f"  broker   {stack.broker.url}   (Tansu, in memory: topics vanish when it stops)", flush=True)
         print(f"  storage  {stack.settings.effective_storage_url()}", flush=True)
         print(f"  metrics  {stack.metrics_url}/metrics", flush=True)
-        print(f"  query    {stack.metrics_url}/query?sql=SELECT+count()+FROM+entwatch.events", flush=True)
+        print(f"  read     {stack.metrics_url}/read/counts   (named queries: {stack.metrics_url}/read; "
+              f"header Authorization: Bearer <the token in {stack.settings.token_file()}>)", flush=True)
         print("Send events with: entwatch replay FILE.jsonl --broker " + stack.broker.url, flush=True)
         print("Stop with Ctrl-C.", flush=True)
         stack.wait()
@@ -113,6 +115,11 @@ class EmbeddedStack:
         return f"http://{self.settings.metrics_host}:{self.settings.metrics_port}"
 
     def __enter__(self) -> "EmbeddedStack":
+    @property
+    def reader(self) -> WorkerReader:
+        """The worker's read API, with the stack's token (``api-token`` in the data dir)."""
+        return WorkerReader(self.metrics_url, self.settings.api_token_value(create=True))
+
         from streams.broker import wait_for_port
         from streams.topics import ensure_topics
 
@@ -132,10 +139,11 @@ class EmbeddedStack:
                    "ENTWATCH_DATA_DIR": str(self.settings.data_dir)}
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
             log = open(self.settings.data_dir / "worker.log", "ab")
+            self.settings.api_token_value(create=True)  # before the worker starts: both read the same file
             self.worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             wait_for_port(self.settings.metrics_host, self.settings.metrics_port, 60, self.worker)
-            wait_for_ready(self.metrics_url, 120, self.worker)
+            wait_for_ready(self.reader, 120, self.worker)
         except BaseException as exc:
             self.__exit__(None, None, None)
             if isinstance(exc, (TimeoutError, RuntimeError)):
@@ -179,29 +187,19 @@ def wait_for_port_free(host: str, port: int) -> None:
             raise UserError(f"port {port} on {host} is in use: stop what uses it or pass --metrics-port")
 
 
-def wait_for_ready(base_url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+def wait_for_ready(reader: WorkerReader, timeout: float, proc: subprocess.Popen | None = None) -> None:
     """Wait until the worker consumes (partitions assigned, state recovered) and its storage answers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"worker exited with code {proc.returncode}")
         try:
-            with urllib.request.urlopen(f"{base_url}/ready", timeout=5):
-                query_worker(base_url, "SELECT 1")
+            with urllib.request.urlopen(f"{reader.base_url}/ready", timeout=5):
+                reader.read("counts")
                 return
-        except (OSError, UserError):
+        except (OSError, ReadError):
             time.sleep(0.2)
-    raise TimeoutError(f"the worker at {base_url} was not ready within {timeout:.0f} s")
-
-
-def query_worker(base_url: str, sql: str) -> list[dict]:
-    """Run a read-only query through a running worker (embedded storage belongs to it)."""
-    url = f"{base_url}/query?{urllib.parse.urlencode({'sql': sql})}"
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            return json.loads(resp.read())["rows"]
-    except urllib.error.HTTPError as exc:
-        raise UserError(json.loads(exc.read() or b"{}").get("error", str(exc))) from None
+    raise TimeoutError(f"the worker at {reader.base_url} was not ready within {timeout:.0f} s")
 
 
 # ---------------------------------------------------------------- demo
@@ -245,7 +243,8 @@ def cmd_demo(args) -> int:
         print(f"  sending   up to {paced_from:%Y-%m-%d} at full speed, then {args.speed:,.0f}x real time "
               f"(one simulated day every {86400 / args.speed:.1f} s)", flush=True)
         print(f"  metrics   {url}/metrics", flush=True)
-        print(f"  query     {url}/query?sql=SELECT+rule,count()+FROM+alerts+FINAL+GROUP+BY+rule", flush=True)
+        print(f"  read      {url}/read/alert_counts   (named queries: {url}/read; "
+              f"header Authorization: Bearer <the token in {stack.settings.token_file()}>)", flush=True)
         print(f"  storage   {stack.settings.effective_storage_url()}", flush=True)
         print(f"  broker    {stack.broker.url}   (Tansu, in memory)", flush=True)
         print(f"  alerts    entwatch alerts --worker {url} --follow", flush=True)
@@ -272,32 +271,26 @@ def cmd_demo(args) -> int:
                 time.sleep(0.2)
             if stack.stopping:
                 break
-            print("  " + demo_status(url, clock), flush=True)
+            print("  " + demo_status(stack.reader, clock), flush=True)
         stop.set()
     print("entwatch stopped.", flush=True)
     return 0
 
 
-def demo_status(url: str, clock: dict) -> str:
-    """One line: simulated time, stored events by kind, alerts (tolerates a missing alerts table)."""
+def demo_status(reader: WorkerReader, clock: dict) -> str:
+    """One line: simulated time, stored events by kind, dead letters, alerts (the read API's ``counts``)."""
     at = clock.get("at")
     when = "sending finished" if clock.get("done") else f"simulated time {at:%Y-%m-%d %H:%M}" if at else "starting"
     if clock.get("error"):
         when = f"sending stopped ({clock['error'][:120]})"
     try:
-        rows = query_worker(url, "SELECT kind, count() AS n FROM events GROUP BY kind ORDER BY kind")
-        dead = int(query_worker(url, "SELECT count() AS n FROM deadletters")[0]["n"])
-    except (OSError, UserError, LookupError, ValueError):
+        rows = reader.read("counts")
+    except (OSError, ReadError, LookupError, ValueError):
         return f"{when}; storage not answering yet"
-    kinds = ", ".join(f"{r['kind']} {int(r['n']):,}" for r in rows) or "nothing yet"
-    try:
-        row = query_worker(url, "SELECT count() AS n, countIf(status = 'open') AS open FROM alerts FINAL")[0]
-        alerts = f"{int(row['n']):,} ({int(row['open']):,} open)"
-    except (OSError, UserError, LookupError, ValueError):
-        try:
-            alerts = f"{int(query_worker(url, 'SELECT count() AS n FROM alerts')[0]['n']):,}"
-        except (OSError, UserError, LookupError, ValueError):
-            alerts = "0 (no alerts table yet)"
+    kinds = ", ".join(f"{r['name']} {int(r['n']):,}" for r in rows if r["what"] == "events") or "nothing yet"
+    dead = sum(int(r["n"]) for r in rows if r["what"] == "deadletters")
+    by_status = {r["name"]: int(r["n"]) for r in rows if r["what"] == "alerts"}
+    alerts = f"{sum(by_status.values()):,} ({by_status.get('open', 0):,} open)"
     return f"{when}; stored: {kinds}; dead letters {dead:,}; alerts {alerts}"
 
 

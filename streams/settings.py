@@ -9,10 +9,14 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import ssl
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlparse
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.contracts import KINDS
@@ -29,6 +33,8 @@ TOPICS = {
     "deadletter": "monitor.deadletter",
 }
 COMPACTED = {"registry", "risk"}
+EXAMPLE_SECRET = "change-me"  # how every secret in .env.example starts: never accepted
+SASL = ("SASL_PLAINTEXT", "SASL_SSL")
 
 
 def default_data_dir() -> Path:
@@ -64,6 +70,44 @@ class Settings(BaseSettings):
     def state_dir(self) -> Path:
         """Faust's data directory (RocksDB tables) of this app."""
         return self.data_dir / "state" / self.app_id
+    # The worker's web port and the typed read API (streams/web.py, streams/readapi.py).
+    api_token: SecretStr | None = Field(None, description="bearer token of the web port (all but "
+                                        "/metrics and /ready); unset: generated into data_dir/api-token")
+    operator_query: bool = Field(False, description="serve POST /operator/query: free-form read-only SQL, token needed")
+    reader_user: str = Field("entwatch_reader", description="read-only ClickHouse user of the read API")
+    reader_password: SecretStr | None = Field(None, description="its password")
+    read_timeout: float = Field(30.0, gt=0, le=3600, description="longest a read may run, seconds")
+    read_max_memory_bytes: int = Field(1_000_000_000, ge=10_000_000, description="most memory a read may use")
+    read_max_rows: int = Field(1_000_000, ge=1, description="most rows a read may answer (more is an error)")
+
+    # Kafka security (docker-compose.yml documents SASL_SSL with ACLs).
+    broker_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    broker_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    broker_sasl_username: str | None = None
+    broker_sasl_password: SecretStr | None = None
+    broker_ca_file: Path | None = Field(None, description="CA certificate(s) that signed the brokers' (PEM)")
+    broker_cert_file: Path | None = Field(None, description="client certificate for mutual TLS (PEM)")
+    broker_key_file: Path | None = Field(None, description="its private key (PEM)")
+
+    @field_validator("api_token")
+    @classmethod
+    def _token_is_long_enough(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and len(token.get_secret_value()) < 16:
+            raise ValueError("give at least 16 characters (e.g. python -c \"import secrets; "
+                             "print(secrets.token_urlsafe(32))\")")
+        return token
+
+    @model_validator(mode="after")
+    def _broker_security_is_complete(self) -> "Settings":
+        if self.broker_security_protocol in SASL and not (self.broker_sasl_username and self.broker_sasl_password):
+            raise ValueError(f"{self.broker_security_protocol} needs ENTWATCH_BROKER_SASL_USERNAME and "
+                             "ENTWATCH_BROKER_SASL_PASSWORD")
+        for name in ("broker_ca_file", "broker_cert_file", "broker_key_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"ENTWATCH_{name.upper()}: no file {path}")
+        return self
+
 
     def topic(self, name: str) -> str:
         """The full topic name for a kind (``utility``) or a monitor topic (``alerts``)."""
@@ -75,3 +119,82 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """``host:port[,host:port]`` for kafka-python and aiokafka."""
         return ",".join(u.split("://", 1)[-1] for u in self.broker_url.replace(",", ";").split(";"))
+
+    # ------------------------------------------------------------ secrets
+
+    def token_file(self) -> Path:
+        """Where ``entwatch up``/``demo`` and a worker without ``ENTWATCH_API_TOKEN`` keep the token."""
+        return self.data_dir / "api-token"
+
+    def api_token_value(self, create: bool = False) -> str | None:
+        """The web port's token: ``ENTWATCH_API_TOKEN``, else the token file (written, mode
+        0600, with a random token when ``create`` and missing), else None."""
+        if self.api_token is not None:
+            return self.api_token.get_secret_value()
+        path = self.token_file()
+        if path.is_file():
+            return path.read_text().strip() or None
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process wrote it meanwhile
+            return path.read_text().strip()
+        token = secrets.token_urlsafe(32)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+        return token
+
+    def example_secrets(self) -> list[str]:
+        """The settings that still hold an example secret (``change-me…`` from .env.example).
+
+        >>> Settings(storage_url="clickhouse://w:change-me-writer@ch:9000/entwatch").example_secrets()
+        ['ENTWATCH_STORAGE_URL']
+        """
+        values = {"ENTWATCH_STORAGE_URL": unquote(urlparse(self.storage_url).password or ""),
+                  "ENTWATCH_STORAGE_PASSWORD": self.storage_password, "ENTWATCH_READER_PASSWORD": self.reader_password,
+                  "ENTWATCH_API_TOKEN": self.api_token, "ENTWATCH_BROKER_SASL_PASSWORD": self.broker_sasl_password}
+        return [name for name, value in values.items()
+                if (value.get_secret_value() if isinstance(value, SecretStr) else value or "").lower()
+                .startswith(EXAMPLE_SECRET)]
+
+    # ------------------------------------------------------------ Kafka security
+
+    def broker_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for SSL and SASL_SSL (the CA file, else the system's CAs), or None."""
+        if self.broker_security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(cafile=str(self.broker_ca_file) if self.broker_ca_file else None)
+        if self.broker_cert_file:
+            context.load_cert_chain(str(self.broker_cert_file), str(self.broker_key_file) if self.broker_key_file else None)
+        return context
+
+    def faust_credentials(self):
+        """Faust's ``broker_credentials`` for these settings (None for PLAINTEXT)."""
+        import faust
+
+        context = self.broker_ssl_context()
+        if self.broker_security_protocol in SASL:
+            return faust.SASLCredentials(username=self.broker_sasl_username, mechanism=self.broker_sasl_mechanism,
+                                         password=self.broker_sasl_password.get_secret_value(), ssl_context=context)
+        return faust.SSLCredentials(context) if context is not None else None
+
+    def aiokafka_security(self) -> dict:
+        """Keyword arguments for aiokafka's producers and consumers.
+
+        >>> Settings().aiokafka_security()
+        {'security_protocol': 'PLAINTEXT'}
+        """
+        options: dict = {"security_protocol": self.broker_security_protocol}
+        context = self.broker_ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        if self.broker_security_protocol in SASL:
+            options.update(sasl_mechanism=self.broker_sasl_mechanism, sasl_plain_username=self.broker_sasl_username,
+                           sasl_plain_password=self.broker_sasl_password.get_secret_value())
+        return options
+
+    def kafka_python_security(self) -> dict:
+        """Keyword arguments for kafka-python's admin client (same meaning as ``aiokafka_security``)."""
+        return self.aiokafka_security()  # kafka-python takes the same names

@@ -18,7 +18,8 @@ def ensure_topics(settings: Settings, replication: int = 1) -> list[str]:
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers(), request_timeout_ms=10000)
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers(), request_timeout_ms=10000,
+                             **settings.kafka_python_security())
     try:
         existing = set(admin.list_topics())
         wanted = [

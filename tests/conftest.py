@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import time
-import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -18,9 +19,15 @@ from pathlib import Path
 import pytest
 
 from streams.broker import EmbeddedBroker, free_port
+from streams.readapi import WorkerReader
 from tests.services import CLICKHOUSE_BIN, ClickHouseServer, entwatch, stop_process
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+ROOT = Path(__file__).resolve().parents[1]
+USERS = ROOT / "deploy" / "clickhouse" / "users.d" / "entwatch-users.xml"
+# The passwords of deploy/clickhouse/users.d's users on the test servers.
+PASSWORDS = {"CLICKHOUSE_WRITER_PASSWORD": "writer-secret", "CLICKHOUSE_READER_PASSWORD": "reader-secret",
+             "CLICKHOUSE_GRAFANA_PASSWORD": "grafana-secret"}
 
 
 def require(ok: bool, reason: str) -> None:
@@ -44,11 +51,26 @@ def broker():
         yield b
 
 
+def server_with_entwatch_users() -> ClickHouseServer:
+    """A private clickhouse-server with deploy/clickhouse/users.d's users (passwords: ``PASSWORDS``)."""
+    require(Path(CLICKHOUSE_BIN).exists(), f"{CLICKHOUSE_BIN} is not installed (apt-get install clickhouse-server)")
+    server = ClickHouseServer()
+    (server.dir / "users.d").mkdir()
+    shutil.copy(USERS, server.dir / "users.d" / USERS.name)
+    mp = pytest.MonkeyPatch()
+    for name, password in PASSWORDS.items():
+        mp.setenv(name, password)
+    try:
+        return server.start()
+    finally:
+        mp.undo()  # the server process has read them; later children need not see them
+
+
 @pytest.fixture(scope="session")
 def clickhouse_server():
-    """One private clickhouse-server (Debian 18.16) for the session; tests use fresh databases."""
-    require(Path(CLICKHOUSE_BIN).exists(), f"{CLICKHOUSE_BIN} is not installed (apt-get install clickhouse-server)")
-    server = ClickHouseServer().start()
+    """One private clickhouse-server (Debian 18.16) for the session, with entwatch's users (the
+    workers read as ``entwatch_reader``); tests use fresh databases."""
+    server = server_with_entwatch_users()
     yield server
     server.stop()
 
@@ -71,7 +93,8 @@ def state_store(storage_url) -> str:
 
 @dataclass
 class Worker:
-    """An ``entwatch worker`` child process, owned by pid."""
+    """An ``entwatch worker`` child process, owned by pid, with its own API token and the
+    operator query on (how tests read what it stored, on both backends)."""
 
     broker_url: str
     storage_url: str
@@ -79,6 +102,7 @@ class Worker:
     port: int = field(default_factory=free_port)
     proc: object = None
     extra_env: dict = field(default_factory=dict)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     @property
     def base_url(self) -> str:
@@ -88,6 +112,9 @@ class Worker:
         env = {"ENTWATCH_BROKER_URL": self.broker_url, "ENTWATCH_STORAGE_URL": self.storage_url,
                "ENTWATCH_METRICS_PORT": str(self.port), "ENTWATCH_LOG_LEVEL": "INFO",
                "ENTWATCH_DATA_DIR": str(self.log.parent / "data"),
+               "ENTWATCH_API_TOKEN": self.token, "ENTWATCH_OPERATOR_QUERY": "true",
+               "ENTWATCH_READER_USER": "entwatch_reader",
+               "ENTWATCH_READER_PASSWORD": PASSWORDS["CLICKHOUSE_READER_PASSWORD"],
                **self.extra_env}
         self.proc = entwatch("worker", env=env, log=self.log)
         deadline = time.monotonic() + timeout
@@ -102,9 +129,15 @@ class Worker:
         raise AssertionError(f"worker not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
 
     def query(self, sql: str) -> list[dict]:
-        url = f"{self.base_url}/query?{urllib.parse.urlencode({'sql': sql})}"
-        with urllib.request.urlopen(url, timeout=60) as resp:
+        """Rows of a read-only query (the worker's operator query; raises ``HTTPError`` if refused)."""
+        request = urllib.request.Request(f"{self.base_url}/operator/query", data=sql.encode(),
+                                         headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=60) as resp:
             return json.loads(resp.read())["rows"]
+
+    def read(self, name: str, **params) -> list[dict]:
+        """Rows of a named query of the read API (``streams.readapi``)."""
+        return WorkerReader(self.base_url, self.token).read(name, **params)
 
     def scalar(self, sql: str):
         rows = self.query(sql)

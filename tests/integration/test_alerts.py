@@ -6,6 +6,7 @@ metrics and through ``entwatch alerts``."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import date
@@ -79,14 +80,15 @@ def test_the_worker_raises_the_alerts_the_processor_computes(start_worker, broke
     assert _metric(metrics, "entwatch_open_alerts") == opened
     assert "entwatch_consumer_lag{" in metrics
 
+    token = {**os.environ, "ENTWATCH_API_TOKEN": worker.token}  # the worker's web port needs it
     cli = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "--json", "--worker", worker.base_url,
-                          "--limit", "10000"], capture_output=True, text=True, timeout=60)
+                          "--limit", "10000"], capture_output=True, text=True, timeout=60, env=token)
     assert cli.returncode == 0, cli.stderr
     listed = [json.loads(line) for line in cli.stdout.splitlines()]
     assert sorted(a["alert_id"] for a in listed) == sorted(k for k, a in final.items() if a["status"] == "open")
     assert all(a["explanation"]["zh"] and a["schema_version"] == 1 for a in listed)
     table = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "--worker", worker.base_url, "--lang", "en"],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, env=token)
     assert table.returncode == 0 and "alerts" in table.stdout, table.stderr
 
 

@@ -32,7 +32,7 @@ def test_demo_says_where_to_look_and_events_land_in_storage(tmp_path):
             if "stored:" in line and "utility" in line and "alerts" in line:
                 break
         out = "".join(lines)
-        assert f"http://127.0.0.1:{port}/metrics" in out and f"http://127.0.0.1:{port}/query?sql=" in out
+        assert f"http://127.0.0.1:{port}/metrics" in out and f"http://127.0.0.1:{port}/read/" in out
         assert f"chdb://{tmp_path / 'data' / 'chdb'}" in out and "entwatch alerts" in out
         assert "truth.jsonl" in out and "stored: " in lines[-1]
     finally:

@@ -79,17 +79,79 @@ def test_every_variable_the_compose_file_needs_is_in_the_env_example():
 
 def test_clickhouse_users_read_their_passwords_from_the_environment():
     xml = (ROOT / "deploy" / "clickhouse" / "users.d" / "entwatch-users.xml").read_text()
-    assert 'from_env="CLICKHOUSE_WRITER_PASSWORD"' in xml and 'from_env="CLICKHOUSE_GRAFANA_PASSWORD"' in xml
-    assert "GRANT SELECT ON entwatch.*" in xml and "<readonly>2</readonly>" in xml
-    env = SERVICES["clickhouse"]["environment"]
-    assert {"CLICKHOUSE_WRITER_PASSWORD", "CLICKHOUSE_GRAFANA_PASSWORD"} <= env.keys()
+    for name in ("CLICKHOUSE_WRITER_PASSWORD", "CLICKHOUSE_READER_PASSWORD", "CLICKHOUSE_GRAFANA_PASSWORD"):
+        assert f'from_env="{name}"' in xml and name in SERVICES["clickhouse"]["environment"]
+    assert xml.count("GRANT SELECT ON entwatch.*") == 2
     for name in ("init", "worker"):
         assert "entwatch_writer@" in SERVICES[name]["environment"]["ENTWATCH_STORAGE_URL"]
+
+
+def test_both_reading_users_are_readonly_1_so_no_query_can_lift_its_limits():
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(ROOT / "deploy" / "clickhouse" / "users.d" / "entwatch-users.xml").getroot()
+    for user in ("entwatch_reader", "entwatch_grafana"):
+        profile = root.find(f"profiles/{root.find(f'users/{user}/profile').text}")
+        assert profile.find("readonly").text == "1", user  # 2 would let a query's SETTINGS lift the limits
+        for limit in ("max_execution_time", "max_memory_usage", "max_result_rows"):
+            assert int(profile.find(limit).text) > 0, (user, limit)
+
+
+def test_grafanas_constraint_lets_it_set_only_a_lower_time_limit():
+    import xml.etree.ElementTree as ET
+
+    users = ET.parse(ROOT / "deploy" / "clickhouse" / "users.d" / "entwatch-users.xml").getroot()
+    root = ET.parse(ROOT / "deploy" / "clickhouse" / "users.d" / "entwatch-constraints.xml").getroot()
+    constraints = root.find("profiles/entwatch_grafana/constraints")
+    assert [c.tag for c in constraints] == ["max_execution_time"]
+    limit = constraints.find("max_execution_time")
+    assert limit.find("changeable_in_readonly") is not None
+    assert int(limit.find("max").text) <= int(users.find("profiles/entwatch_grafana/max_execution_time").text)
+    mounts = " ".join(SERVICES["clickhouse"]["volumes"])
+    assert "entwatch-constraints.xml:/etc/clickhouse-server/users.d/" in mounts
+
+
+def test_the_workers_read_as_the_read_only_user_with_a_token():
+    env = SERVICES["worker"]["environment"]
+    assert env["ENTWATCH_READER_PASSWORD"] == "${CLICKHOUSE_READER_PASSWORD:?set it in .env}"
+    assert env["ENTWATCH_API_TOKEN"] == "${ENTWATCH_API_TOKEN:?set it in .env}"
+    assert "ports" not in SERVICES["worker"] and "ENTWATCH_OPERATOR_QUERY" not in env
+
+
+def test_grafana_listens_on_loopback_unless_configured():
+    assert SERVICES["grafana"]["ports"] == ["${GRAFANA_BIND:-127.0.0.1}:${GRAFANA_PORT:-3000}:3000"]
+    assert all(p.startswith("127.0.0.1:") for p in SERVICES["prometheus"]["ports"])
+
+
+def test_the_init_job_sees_every_secret_so_it_can_refuse_example_values():
+    env = SERVICES["init"]["environment"]
+    assert {"ENTWATCH_STORAGE_PASSWORD", "CLICKHOUSE_READER_PASSWORD", "CLICKHOUSE_GRAFANA_PASSWORD",
+            "GRAFANA_ADMIN_PASSWORD", "ENTWATCH_API_TOKEN"} <= env.keys()
+
+
+def test_every_secret_in_the_env_example_is_a_value_init_refuses():
+    secrets = {k: v for k, v in (line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                                 if "=" in line and not line.startswith("#")) if k.endswith(("PASSWORD", "TOKEN"))}
+    assert len(secrets) == 5 and all(v.startswith("change-me") for v in secrets.values()), secrets
+
+
+def test_the_kafka_listener_documents_sasl_ssl_with_acls():
+    text = (ROOT / "docker-compose.yml").read_text()
+    for needed in ("SASL_SSL", "KAFKA_AUTHORIZER_CLASS_NAME", 'KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND: "false"',
+                   "ENTWATCH_BROKER_SECURITY_PROTOCOL", "ENTWATCH_BROKER_CA_FILE"):
+        assert needed in text, needed
+    assert "ports" not in SERVICES["kafka"]  # plaintext stays on the compose network
 
 
 def test_the_worker_image_copies_the_schema_it_applies_on_start():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "COPY deploy deploy" in dockerfile and "schema.sql" in dockerfile
+
+
+def test_the_image_binds_all_interfaces_only_inside_the_container_and_checks_ready_without_a_token():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ENTWATCH_METRICS_HOST=0.0.0.0" in dockerfile and "/ready" in dockerfile.split("HEALTHCHECK", 1)[1]
+    assert "ENTWATCH_OPERATOR_QUERY" not in dockerfile
 
 
 def test_the_deployed_workers_keep_their_records_in_rocksdb():

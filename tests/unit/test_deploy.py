@@ -110,3 +110,25 @@ def test_provisioning_defines_the_two_datasources_with_fixed_uids():
     assert "$CLICKHOUSE_GRAFANA_PASSWORD" in text and "entwatch_grafana" in text
     provider = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "entwatch.yml").read_text())
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_init_refuses_example_secrets_in_one_line_that_names_them_and_hides_them(tmp_path):
+    import os
+    import sys
+    import time
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(DEPLOY.parent),
+           "ENTWATCH_BROKER_URL": "kafka://127.0.0.1:1", "ENTWATCH_STORAGE_PASSWORD": "change-me-writer",
+           "GRAFANA_ADMIN_PASSWORD": "change-me-admin", "CLICKHOUSE_READER_PASSWORD": "a-real-one-7"}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(DEPLOY / "init.py")], capture_output=True, text=True, timeout=60,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "ENTWATCH_STORAGE_PASSWORD" in done.stderr and "GRAFANA_ADMIN_PASSWORD" in done.stderr
+    assert "CLICKHOUSE_READER_PASSWORD" not in done.stderr and "change-me-writer" not in done.stderr
+    assert time.monotonic() - started < 30  # refused before trying the broker (30 attempts otherwise)
+
+
+def test_grafana_reads_clickhouse_as_its_read_only_user():
+    text = "".join(p.read_text() for p in DATASOURCES.glob("*.yml"))
+    assert "username: entwatch_grafana" in text and "entwatch_writer" not in text and "entwatch_reader" not in text
