@@ -1,8 +1,8 @@
 """When a local day is closed: the event-time watermark policy.
 
-The stream's watermark is the largest ``event_time`` seen minus an allowed lateness
-(2 days by default).  A local day (Asia/Shanghai) is *closed* once the watermark has passed
-its end: no event that can still arrive in time may change it, so its totals can be fed to
+The stream's watermark is how far the meter readings have covered time, minus an allowed
+lateness (9 days by default, ``DEFAULT_LATENESS``).  A local day (Asia/Shanghai) is
+*closed* once the watermark has passed its end: no event that can still arrive in time may change it, so its totals can be fed to
 the detectors, exactly once, in day order.  Late events beyond the lateness still reach
 the aggregates (and storage), but a closed day is never re-judged.
 
@@ -34,7 +34,11 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 CITY_TZ = ZoneInfo("Asia/Shanghai")
-DEFAULT_LATENESS = timedelta(days=2)
+# How long after a day the meter data of that day may still arrive and count: weekly
+# uploads (a week of readings, sent the day after the week) bring data 8 days old, so a
+# day is judged 9 days after it ends.  ``ENTWATCH_UTILITY_LATENESS_DAYS`` sets it per
+# deployment (docs/STREAMING.md: what it costs in alert delay, and what arrives later).
+DEFAULT_LATENESS = timedelta(days=9)
 
 
 def closed_through(watermark_time: datetime, lateness: timedelta = DEFAULT_LATENESS,

@@ -71,18 +71,30 @@ def load_state(blob: bytes):
 
 @dataclass
 class PartitionClock:
-    """A partition's event-time clock: moved by the utility stream, held back by lagging kinds."""
+    """A partition's event-time clock: moved by how far the meter readings have covered
+    time (minus the utility lateness), held back by lagging kinds."""
 
     clock: EventClock
     seq: int = 0  # cohort contributions recorded on this partition (their order, for a rebuild)
     seen: dict[str, datetime] = field(default_factory=dict)   # kind -> largest event_time consumed
     first: dict[str, datetime] = field(default_factory=dict)  # kind -> smallest event_time consumed
 
-    def saw(self, kind: str, event_time: datetime) -> None:
+    def saw(self, kind: str, event_time: datetime, since: datetime | None = None) -> None:
+        """Note an event of ``kind``: the time up to which it tells (``event_time``), and
+        the earliest time it is about (``since``, the event time itself by default)."""
         if kind not in self.seen or event_time > self.seen[kind]:
             self.seen[kind] = event_time
-        if kind not in self.first or event_time < self.first[kind]:
-            self.first[kind] = event_time
+        since = event_time if since is None else since
+        if kind not in self.first or since < self.first[kind]:
+            self.first[kind] = since
+
+    def covered(self, first: date, last: date, recorded_at: datetime) -> None:
+        """Note a meter upload by the local days its readings cover: the utility watermark
+        follows the data (a backfill of last year's readings moves it to last year, not
+        to the day of the upload), never past the time the upload was recorded."""
+        tz = self.clock.tz
+        end = min(datetime.combine(last + timedelta(days=1), time(0), tz), recorded_at)
+        self.saw("utility", end, datetime.combine(first, time(0), tz))
 
     def advance(self, behind: set[str]) -> list[date]:
         """Move to the latest utility time, but not past the latest time seen of a kind
@@ -356,8 +368,13 @@ class PartitionDriver:
         for index, event in items:
             tr = tracked(event.uscc)
             out.last[event.uscc] = index
+            if event.kind == "utility":
+                days = self._fold_utility(tr, event, touched[event.uscc], out)
+                if days:
+                    clock.covered(min(days), max(days), event.event_time)
+                continue
             clock.saw(event.kind, event.event_time)
-            if self._fold(tr, event, touched[event.uscc], out) and event.kind != "utility":
+            if self._fold(tr, event):
                 tr.hold(event, self.tz)  # judged once the clock has closed its day
                 if len(tr.pending) > MAX_PENDING:  # no utility data moves this partition's clock
                     _, early = tr.pending.pop(0)
@@ -401,22 +418,24 @@ class PartitionDriver:
         return sorted(((e.event_time, uscc, e.kind, e.event_id), e) for uscc in usccs
                       for e in cache[uscc].due(day, self.tz))
 
-    def _fold(self, tr: Tracked, event, touched: dict, out: Judged) -> bool:
-        """Fold one event into the enterprise's aggregates; True if it changed something
-        (a new utility upload, a new or corrected return, a newer profile, a complaint)."""
-        state = tr.state
-        if event.kind == "utility":
-            keys, too_late = state.apply_utility(event, self.tz)
-            out.readings += len(event.readings)
-            out.too_late += too_late
-            if not keys and not too_late:
-                out.duplicates += 1
-            touched.update(dict.fromkeys(keys))
-            return bool(keys)
+    def _fold_utility(self, tr: Tracked, event, touched: dict, out: Judged) -> list[date]:
+        """Fold a meter upload into the enterprise's daily totals; the days it added to."""
+        keys, too_late = tr.state.apply_utility(event, self.tz)
+        out.readings += len(event.readings)
+        out.too_late += too_late
+        if not keys and not too_late:
+            out.duplicates += 1
+        touched.update(dict.fromkeys(keys))
+        return [day for _, day in keys]
+
+    @staticmethod
+    def _fold(tr: Tracked, event) -> bool:
+        """Fold a return, profile or complaint in; True if it changed something (a new or
+        corrected return, a newer profile, a complaint)."""
         if event.kind in ("tax", "social"):
-            return state.apply_monthly(event)
+            return tr.state.apply_monthly(event)
         if event.kind == "registry":
-            return state.apply_registry(event)
+            return tr.state.apply_registry(event)
         return True
 
 

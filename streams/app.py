@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import timedelta
 from collections import Counter
 
 import faust
@@ -18,7 +19,7 @@ import orjson
 from faust.types import TP
 
 from detectors.findings import RULES
-from streams import metrics
+from streams import cloudevents, metrics
 from streams.continuity import IDLE_AFTER, Continuity
 from streams.health import watch
 from streams.pipeline import BatchProcessor, BatchResult, Message, deadletter_record
@@ -46,8 +47,8 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     app = WorkerApp(
         settings.app_id,
         broker=settings.broker_url,
-        store="rocksdb://" if rocksdb else "memory://",
         broker_credentials=settings.faust_credentials(),  # SASL/TLS from ENTWATCH_BROKER_* (None: plaintext)
+        store="rocksdb://" if rocksdb else "memory://",
         datadir=str(settings.state_dir()),
         # Tansu 0.6 answers ListOffsets(latest) with the last batch's base offset + 1, below
         # the offsets it acknowledged, so a RocksDB table's persisted changelog offset can
@@ -78,10 +79,12 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     deadletter = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="raw")
     alerts_topic = app.topic(settings.topic("alerts"), key_serializer="raw", value_serializer="raw")
     risk_topic = app.topic(settings.topic("risk"), key_serializer="raw", value_serializer="raw")
+    ce_source = cloudevents.source(settings.app_id)
     table = app.Table("enterprise_state", key_type=bytes, value_type=bytes, partitions=settings.partitions,
                       options=dict(ROCKSDB_OPTIONS, driver="rocksdict") if rocksdb else None)
     states = TableStates(table)
-    processor = BatchProcessor(kind_by_topic, settings.timezone, settings.max_message_bytes)
+    processor = BatchProcessor(kind_by_topic, settings.timezone, settings.max_message_bytes,
+                               lateness=timedelta(days=settings.utility_lateness_days))
     store = storage or open_storage(settings.effective_storage_url(),
                                     settings.storage_password.get_secret_value() if settings.storage_password else None)
     apply_schema(store)
@@ -122,9 +125,10 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         sends = [await deadletter.send(key=key, value=value, headers=letter)  # cut to fit the broker
                  for key, value, letter in (deadletter_record(m, r, settings.max_message_bytes)
                                             for m, r in result.deadletters)]
-        sends += [await topic.send(key=p.uscc.encode(), value=orjson.dumps(p.body))
-                  for topic, published in ((alerts_topic, result.alerts), (risk_topic, result.risk))
-                  for p in published]
+        sends += [await topic.send(key=p.uscc.encode(), value=orjson.dumps(p.body), headers=headers(p, ce_source))
+                  for topic, published, headers in ((alerts_topic, result.alerts, cloudevents.alert_headers),
+                                                    (risk_topic, result.risk, cloudevents.risk_headers))
+                  for p in published]  # CloudEvents headers, binary mode (streams.cloudevents)
         if sends:
             await asyncio.gather(*sends)
         # A table write goes to the changelog partition of the current event's message.

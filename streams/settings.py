@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     batch_max: int = Field(2000, ge=1, description="most messages per fetch, so per processing batch")
     fetch_max_wait_ms: int = Field(100, ge=1, le=60_000, description="longest a fetch waits at the broker for new data")
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    utility_lateness_days: float = Field(
+        9.0, ge=0, le=60, description="days after a local day that its meter readings may still arrive and count "
+        "(weekly uploads: 9); the worker judges a day once the readings have covered time that far past it")
     rebalance_timeout: float = Field(6.0, gt=0, description="consumer group rebalance timeout, seconds")
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
     log_level: str = "WARNING"
@@ -67,9 +70,6 @@ class Settings(BaseSettings):
     state_store: Literal["memory", "rocksdb"] = Field(
         "memory", description="where the worker keeps enterprise records: in RAM, or in RocksDB under data_dir")
 
-    def state_dir(self) -> Path:
-        """Faust's data directory (RocksDB tables) of this app."""
-        return self.data_dir / "state" / self.app_id
     # The worker's web port and the typed read API (streams/web.py, streams/readapi.py).
     api_token: SecretStr | None = Field(None, description="bearer token of the web port (all but "
                                         "/metrics and /ready); unset: generated into data_dir/api-token")
@@ -108,6 +108,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"ENTWATCH_{name.upper()}: no file {path}")
         return self
 
+    def state_dir(self) -> Path:
+        """Faust's data directory (RocksDB tables) of this app."""
+        return self.data_dir / "state" / self.app_id
 
     def topic(self, name: str) -> str:
         """The full topic name for a kind (``utility``) or a monitor topic (``alerts``)."""

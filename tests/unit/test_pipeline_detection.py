@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import orjson
 
-from producers.simulator import LEGACY, AnomalyRates, SimulationConfig, generate
+from producers.simulator import LEGACY, AnomalyRates, SimulationConfig, UploadMix, generate
 from streams.pipeline import BatchProcessor, DictStates, Message
 
 KINDS = ("registry", "utility", "tax", "social", "complaint")
@@ -24,11 +24,13 @@ PARTITIONS = 3
 
 @lru_cache(maxsize=1)
 def city_messages() -> tuple[Message, ...]:
-    """~50 enterprises for 7 months, with a high anomaly rate so that every run alerts."""
+    """~50 enterprises for 7 months, with a high anomaly rate so that every run alerts; 40% of
+    the meters upload a week of readings at once (data 8 days old when it arrives), and every
+    delivery is within the lateness (``detectors.days.DEFAULT_LATENESS``, 9 days)."""
     rates = AnomalyRates(**{name: 0.08 for name in AnomalyRates.__dataclass_fields__})
     config = SimulationConfig(enterprises=50, days=210, seed=11, start=date(2024, 1, 1), rates=rates,
                               electricity_interval="day", malformed_share=0.0,
-                              **{**LEGACY, "late_share": 0.0})  # punctual daily uploads (issue 12 changes that)
+                              **{**LEGACY, "late_share": 0.0, "uploads": UploadMix(daily=0.6, weekly=0.4, monthly=0.0)})
     out = []
     offsets = {}
     for obj in generate(config):
