@@ -16,12 +16,14 @@ import time
 import urllib.request
 from datetime import timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from streams import reconcile, schemas
 from streams.errors import UserError
+from streams.readapi import ReadError, WorkerReader, open_reader, worker_url
 from streams.settings import Settings
-from streams.readapi import ReadError, WorkerReader
 
 SHANGHAI = timezone(timedelta(hours=8))   # the simulated city's clock
 
@@ -44,10 +46,10 @@ def cmd_worker(args) -> int:
     import logging
 
     settings = load_settings(broker_url=args.broker, storage_url=args.storage, metrics_port=args.metrics_port)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.example_secrets():  # .env.example's change-me values must never reach a deployment
         raise UserError(f"{', '.join(settings.example_secrets())}: still the example value from .env.example "
                         "(change-me…); set a real secret")
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from streams.storage import StorageError, open_storage
     from streams.topics import ensure_topics
 
@@ -114,12 +116,12 @@ class EmbeddedStack:
     def metrics_url(self) -> str:
         return f"http://{self.settings.metrics_host}:{self.settings.metrics_port}"
 
-    def __enter__(self) -> "EmbeddedStack":
     @property
     def reader(self) -> WorkerReader:
         """The worker's read API, with the stack's token (``api-token`` in the data dir)."""
         return WorkerReader(self.metrics_url, self.settings.api_token_value(create=True))
 
+    def __enter__(self) -> "EmbeddedStack":
         from streams.broker import wait_for_port
         from streams.topics import ensure_topics
 
@@ -138,8 +140,8 @@ class EmbeddedStack:
                    "ENTWATCH_METRICS_PORT": str(self.settings.metrics_port),
                    "ENTWATCH_DATA_DIR": str(self.settings.data_dir)}
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            log = open(self.settings.data_dir / "worker.log", "ab")
             self.settings.api_token_value(create=True)  # before the worker starts: both read the same file
+            log = open(self.settings.data_dir / "worker.log", "ab")
             self.worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             wait_for_port(self.settings.metrics_host, self.settings.metrics_port, 60, self.worker)
@@ -296,6 +298,23 @@ def demo_status(reader: WorkerReader, clock: dict) -> str:
 
 # ---------------------------------------------------------------- replay
 
+def add_csv_arguments(p) -> None:
+    """The CSV mapping options of ``replay`` and ``reconcile``."""
+    g = p.add_argument_group("CSV", "a CSV file needs a mapping of its columns (docs/REPLAY.md)")
+    g.add_argument("--mapping", help="YAML mapping file (examples in docs/examples/)")
+    g.add_argument("--kind", choices=("registry", "utility", "tax", "social", "complaint"),
+                   help="the kind of every row (instead of, or overriding, the mapping's)")
+    g.add_argument("--map", action="append", metavar="COLUMN=FIELD[:FORMAT]",
+                   help="column to field, e.g. --map 纳税人识别号=uscc --map 所属期=period:%%Y%%m (repeatable)")
+    g.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="a constant field, e.g. --set source=dg-tax (repeatable)")
+    g.add_argument("--encoding", help="file encoding (default utf-8; e.g. gb18030 for Excel exports)")
+    g.add_argument("--delimiter", help="cell separator (default ,; tab for TSV)")
+    g.add_argument("--timezone", help="offset of times without one (default +08:00)")
+    g.add_argument("--group", choices=("auto", "event_id", "day", "none"),
+                   help="utility rows into uploads: same event_id, same meter and day, or one per row")
+
+
 def replay_mapping(args):
     """The CSV mapping of ``entwatch replay`` (``--mapping`` file and/or flags), or None for JSON Lines."""
     from producers.mapping import Mapping
@@ -353,6 +372,31 @@ def cmd_replay(args) -> int:
 
 def report_unit(mapping) -> str:
     return "line" if mapping is None else "row"
+
+
+def cmd_reconcile(args) -> int:
+    """Compare storage with a replayed file; exit 1 when they differ."""
+    from producers.mapping import MappingError
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; give the JSON Lines or CSV file you replayed")
+    settings = load_settings(storage_url=args.storage)
+    where = args.worker or worker_url(settings)
+    try:
+        expected = reconcile.expected_from(reconcile.file_units(path, replay_mapping(args)), ZoneInfo(settings.timezone))
+        reader = open_reader(settings, worker=args.worker)
+        where = getattr(getattr(reader, "session", None), "where", where)
+        report = reconcile.reconcile(expected, reader)
+    except MappingError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"no worker answers at {where} ({getattr(exc, 'reason', exc)}); start `entwatch up`, "
+                        "or pass --worker URL or --storage clickhouse://…") from None
+    except ReadError as exc:
+        raise UserError(f"cannot read storage from {where}: {exc}") from None
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
 
 
 def reach_broker(settings: Settings) -> None:
@@ -513,20 +557,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, help="at most this many events per second")
     p.add_argument("--dry-run", action="store_true", help="validate and report only; send nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    g = p.add_argument_group("CSV", "a CSV file needs a mapping of its columns (docs/REPLAY.md)")
-    g.add_argument("--mapping", help="YAML mapping file (examples in docs/examples/)")
-    g.add_argument("--kind", choices=("registry", "utility", "tax", "social", "complaint"),
-                   help="the kind of every row (instead of, or overriding, the mapping's)")
-    g.add_argument("--map", action="append", metavar="COLUMN=FIELD[:FORMAT]",
-                   help="column to field, e.g. --map 纳税人识别号=uscc --map 所属期=period:%%Y%%m (repeatable)")
-    g.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                   help="a constant field, e.g. --set source=dg-tax (repeatable)")
-    g.add_argument("--encoding", help="file encoding (default utf-8; e.g. gb18030 for Excel exports)")
-    g.add_argument("--delimiter", help="cell separator (default ,; tab for TSV)")
-    g.add_argument("--timezone", help="offset of times without one (default +08:00)")
-    g.add_argument("--group", choices=("auto", "event_id", "day", "none"),
-                   help="utility rows into uploads: same event_id, same meter and day, or one per row")
+    add_csv_arguments(p)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("reconcile", help="compare what storage holds with a replayed file (exit 1 if it differs)")
+    p.add_argument("file", help="the JSON Lines file or CSV export that was replayed")
+    p.add_argument("--storage", help="clickhouse://… to read a server directly (as the read-only user)")
+    p.add_argument("--worker", help="the worker's URL for embedded storage (default: this machine's)")
+    add_csv_arguments(p)
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("simulate", help="a simulated city with ground truth: to JSON Lines files, or live to Kafka")
     p.add_argument("--out", help="output directory (default ./city; with --to-kafka only the ground truth)")
@@ -552,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="precision, recall and delay of the alerts against a ground truth")
     evaluate.add_arguments(p)
     p.set_defaults(func=evaluate.command)
+
+    p = sub.add_parser("schemas", help="write the JSON Schemas of every message (deploy/schemas)")
+    schemas.add_arguments(p)
+    p.set_defaults(func=schemas.command)
     return parser
 
 

@@ -7,6 +7,9 @@ enterprise-day (tests/realdata/departments.py computes them without entwatch's c
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 
 import orjson
@@ -43,6 +46,14 @@ def assert_daily_totals_match(worker, events) -> None:
         assert stored[key] == (pytest.approx(amount, rel=1e-9), readings), key
 
 
+def reconcile(worker, path, env=None):
+    """``entwatch reconcile`` against the worker's storage (its read API and token)."""
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "reconcile", str(path), "--worker", worker.base_url],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "ENTWATCH_API_TOKEN": worker.token, **(env or {})})
+    return done.returncode, done.stdout + done.stderr
+
+
 def unique_events(events) -> int:
     return len({(e["kind"], e["event_id"]) for e in events})
 
@@ -59,6 +70,17 @@ def test_weekly_and_monthly_uploads_give_exact_daily_totals_across_a_kill_and_re
     restarted = start_worker(ENTWATCH_STATE_STORE=state_store)
     wait_for_events(restarted, unique_events(events), timeout=180)
     assert_daily_totals_match(restarted, events)
+    code, report = reconcile(restarted, tmp_path / "city.jsonl")
+    assert code == 0 and "storage matches the file" in report, report
+
+    # One more upload in the file than was sent: reconcile names it and the days it covers.
+    extra = dict(next(e for e in events if e["kind"] == "utility"), event_id="never-sent")
+    more = tmp_path / "more.jsonl"
+    more.write_bytes((tmp_path / "city.jsonl").read_bytes() + orjson.dumps(extra) + b"\n")
+    code, report = reconcile(restarted, more)
+    assert code == 1, report
+    assert "1 events missing from storage" in report and "utility never-sent" in report
+    assert f"{len(extra['readings'])} enterprise-days whose daily total differs" in report
 
 
 @pytest.mark.parametrize("store", ["memory", "rocksdb"])
