@@ -9,7 +9,8 @@ Three ways to get the alerts, one scoring (the rules are in docs/EVALUATION.md):
   ``--partitions 1`` is one city-wide clock and cohort);
 * ``--simulate --seed N --enterprises N``: simulate a city, then run it the same way.
 
-Writes ``report.md``, ``evaluation.png`` and ``evaluation.json`` to ``--out``.
+Writes ``report.md``, ``evaluation.png``, ``evaluation.json`` and ``alerts.jsonl`` (the latest
+message of each alert, by id, so two runs can be diffed) to ``--out``.
 
 Scoring is plain functions on plain data, so it is tested on hand-made inputs:
 
@@ -103,6 +104,18 @@ def fold_alerts(messages: Iterable[dict]) -> list[Alert]:
         a.severity = max(a.severity, m.get("severity", a.severity), key=_severity_rank)
         a.resolved = a.resolved or m.get("status") == "resolved"
     return sorted(alerts.values(), key=lambda a: (a.detected_at, a.uscc, a.rule, a.alert_id))
+
+
+def latest_messages(messages: Iterable[dict]) -> list[dict]:
+    """The latest message of each alert (publication order: a later message replaces an
+    earlier one), by ``alert_id``: what a subscriber holds once every message is in.
+
+    >>> [m["status"] for m in latest_messages([{"alert_id": "a", "status": "open"},
+    ...                                         {"alert_id": "a", "status": "resolved"}])]
+    ['resolved']
+    """
+    latest = {m["alert_id"]: m for m in messages}
+    return [latest[k] for k in sorted(latest)]
 
 
 def _severity_rank(severity: str) -> int:
@@ -507,7 +520,7 @@ def command(args) -> int:
             task = progress.add_task(f"simulate and detect {config.enterprises:,} enterprises", total=config.days)
             on_day = lambda d: progress.update(task, completed=max(0, d))  # noqa: E731
             messages = detect_pipeline(simulated_raws(config, on_day), span, args.partitions)
-        alerts = fold_alerts(messages)
+        alerts, final = fold_alerts(messages), latest_messages(messages)
         enterprises, months = config.enterprises, span.months
         source = (f"simulated city, seed {config.seed}, {config.enterprises:,} enterprises, {config.days} days from "
                   f"{config.start}, electricity by {config.electricity_interval}, through the {_engine(args)}")
@@ -526,7 +539,7 @@ def command(args) -> int:
                 messages = detect_pipeline(file_raws(path, on_bytes), span, args.partitions)
             if not span.enterprises:
                 raise UserError(f"{path}: no valid event in it; give a file of SPEC §2 events")
-            alerts = fold_alerts(messages)
+            alerts, final = fold_alerts(messages), latest_messages(messages)
             enterprises, months = len(span.enterprises), span.months
             source = f"events {path} through the {_engine(args)} ({span.rejected:,} rejected lines)"
         else:
@@ -535,11 +548,14 @@ def command(args) -> int:
             if not args.months or args.months <= 0:
                 raise UserError("with --alerts, give --months M (how many months of event time the alerts cover)")
             alerts = _alerts_from_file(Path(args.alerts))
+            final = latest_messages(orjson.loads(line) for line in Path(args.alerts).read_bytes().splitlines()
+                                    if line.strip())
             enterprises, months = args.enterprises, args.months
             source = f"alerts {args.alerts}"
     figures = score(alerts, truth, enterprises, months, args.tolerance_days)
     figures["source"] = source
     write_outputs(figures, out, source)
+    (out / "alerts.jsonl").write_bytes(b"".join(orjson.dumps(m, option=orjson.OPT_SORT_KEYS) + b"\n" for m in final))
     o = figures["overall"]
     print(f"{len(alerts):,} alerts against {o['truth']:,} anomalies: precision {_fmt(o['precision'], 3)}, "
           f"recall {_fmt(o['recall'], 3)}, holiday false alerts {figures['holiday_false_alerts']} "

@@ -129,7 +129,9 @@ def test_evaluate_simulate_writes_the_report_the_chart_and_the_figures(tmp_path,
     code = main(["evaluate", "--simulate", "--seed", "5", "--enterprises", "120", "--days", "150",
                  "--electricity-interval", "day", "--quiet", "--out", str(out)])
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"report.md", "evaluation.png", "evaluation.json"}
+    assert {p.name for p in out.iterdir()} == {"report.md", "evaluation.png", "evaluation.json", "alerts.jsonl"}
+    final = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
+    assert final and len({m["alert_id"] for m in final}) == len(final)  # one line per alert, its latest state
     figures = json.loads((out / "evaluation.json").read_text())
     assert set(figures["rules"]) >= {"utility_drop", "complaint_burst"}
     assert figures["enterprises"] == 120 and "holiday_false_alerts" in figures
