@@ -146,7 +146,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         open_alerts.update(result.open_alerts)
         _count(result, messages, kind_by_topic, _assigned(app, kind_by_topic), open_alerts)
 
-    watch(app, sink, settings.stall_seconds, kind_by_topic)  # /ready, stall gauges, lag from the broker
+    watch(app, sink, settings, kind_by_topic)  # /ready, stall gauges, lag from the broker
 
     add_pages(app, settings)  # /metrics, /ready, the read API (reads on their own threads, not the sink's)
     return app

@@ -161,9 +161,10 @@ class BrokerLag:
     with its last record batch's base offset + 1, ``streams.offsets``), the fetch's figure
     is kept: lag is then short by at most the last batch the producer wrote."""
 
-    def __init__(self, bootstrap: str, kind_by_topic: Mapping[str, str]):
+    def __init__(self, bootstrap: str, kind_by_topic: Mapping[str, str], security: Mapping | None = None):
         self.bootstrap = bootstrap
         self.kind_by_topic = kind_by_topic
+        self.security = dict(security or {})  # aiokafka's SASL/TLS options (Settings.aiokafka_security)
         self.lag: Counter = Counter()
         self._probe: AIOKafkaConsumer | None = None
 
@@ -197,7 +198,7 @@ class BrokerLag:
     async def _started(self) -> AIOKafkaConsumer:
         if self._probe is None:
             probe = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                     request_timeout_ms=10_000)
+                                     request_timeout_ms=10_000, **self.security)
             await probe.start()
             self._probe = probe
         return self._probe
@@ -208,13 +209,14 @@ class BrokerLag:
             await probe.stop()
 
 
-def watch(app, sink, stall_seconds: float, kind_by_topic: Mapping[str, str]) -> Health:
-    """Wire health into a worker ``app`` (``streams.app``): every batch ``app.on_batch``
-    handles is tracked from fetch to ack, the lag is asked of the broker every
-    ``LAG_INTERVAL`` seconds, the gauges read the figures, and ``app.health`` is what
-    ``readiness`` (``/ready``) judges."""
-    health = Health(sink, stall_seconds)
-    lag = BrokerLag(app.bootstrap, kind_by_topic)
+def watch(app, sink, settings, kind_by_topic: Mapping[str, str]) -> Health:
+    """Wire health into a worker ``app`` (``streams.app``) with ``settings`` (the stall
+    limit, the broker's address and security): every batch ``app.on_batch`` handles is
+    tracked from fetch to ack, the lag is asked of the broker every ``LAG_INTERVAL``
+    seconds, the gauges read the figures, and ``app.health`` is what ``readiness``
+    (``/ready``) judges."""
+    health = Health(sink, settings.stall_seconds)
+    lag = BrokerLag(settings.bootstrap_servers(), kind_by_topic, settings.aiokafka_security())
     handle = app.on_batch
 
     async def on_batch(fetched: list) -> None:
