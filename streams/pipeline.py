@@ -265,7 +265,7 @@ def _monthly_row(event) -> dict:
 
 
 def replay_in_process(raws: Iterable[bytes], partitions: int = 4, batch: int = 2000,
-                      topic_prefix: str = "") -> Iterable[BatchResult]:
+                      topic_prefix: str = "", lateness: timedelta = DEFAULT_LATENESS) -> Iterable[BatchResult]:
     """Run JSON messages (in delivery order) through the worker's processor in this process,
     keyed and partitioned as ``entwatch replay`` sends them (murmur2 of the USCC), consumed
     as produced; yields each batch's result.  What the evaluation and the tests use to see
@@ -274,7 +274,7 @@ def replay_in_process(raws: Iterable[bytes], partitions: int = 4, batch: int = 2
 
     kinds = contracts.KINDS
     kind_by_topic = {f"{topic_prefix}enterprise.{k}": k for k in kinds}
-    processor, states = BatchProcessor(kind_by_topic), DictStates()
+    processor, states = BatchProcessor(kind_by_topic, lateness=lateness), DictStates()
     offsets: dict[tuple[str, int], int] = defaultdict(lambda: -1)
     pending: list[Message] = []
     for raw in raws:
