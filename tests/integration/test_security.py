@@ -281,6 +281,37 @@ def test_the_named_queries_answer_with_the_stored_data(target):
     assert counts[("events", "utility")] > 0 and ("deadletters", "") in counts
 
 
+def test_entwatch_alerts_reads_with_the_token_or_as_the_read_only_user(target, tmp_path):
+    """chDB: through the worker, with its token; the server: directly, as entwatch_reader, never the writer."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import PASSWORDS
+
+    worker = target["worker"]
+    env = {**os.environ, "HOME": str(tmp_path), "ENTWATCH_READER_PASSWORD": PASSWORDS["CLICKHOUSE_READER_PASSWORD"],
+           "ENTWATCH_API_TOKEN": worker.token}
+    where = ["--storage", target["storage"]] if target["backend"] == "server" else ["--worker", worker.base_url]
+
+    def run(**changed):
+        return subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "--json", "--all", *where],
+                              capture_output=True, text=True, timeout=60,
+                              env={k: v for k, v in {**env, **changed}.items() if v is not None})
+
+    done = run()
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    if target["backend"] == "server":
+        refused = [run(ENTWATCH_READER_USER="default"), run(ENTWATCH_READER_PASSWORD="not-the-password")]
+        assert "read-only user" in refused[0].stderr
+    else:
+        refused = [run(ENTWATCH_API_TOKEN=None), run(ENTWATCH_API_TOKEN="not-the-password-0123")]
+        assert "no API token" in refused[0].stderr
+    for failed in refused:
+        assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
+        assert "not-the-password" not in failed.stderr
+
+
 # ---------------------------------------------------------------- ingestion during a long read
 
 def test_ingestion_goes_on_while_a_long_read_runs(target):
