@@ -22,6 +22,7 @@ from detectors.days import DEFAULT_LATENESS, EventClock
 from detectors.thresholds import DEFAULT, Thresholds
 from streams import contracts
 from streams.contracts import Rejection
+from streams.topics import DEADLETTER_MAX_BYTES
 from detectors.partition import STATE_PROTOCOL, PartitionClock, PartitionDriver, Published, Tracked, load_state
 
 
@@ -88,7 +89,6 @@ class DictStates:
             self.clocks[partition] = blob
 
 
-DEADLETTER_MAX_BYTES = 1_000_000  # under Kafka's default message.max.bytes (1,048,588), with room to spare
 
 
 def deadletter_record(message: Message, rejection: Rejection, max_message_bytes: int

@@ -32,6 +32,7 @@ import orjson
 
 from streams import metrics
 from streams.storage import TABLES, Storage
+from streams.topics import DEADLETTER_MAX_BYTES
 
 log = logging.getLogger("entwatch.worker")
 
@@ -49,7 +50,6 @@ DATA_ERRORS = {
     131: "TOO_LARGE_STRING_SIZE", 321: "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
     349: "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN", 376: "CANNOT_PARSE_UUID", 407: "DECIMAL_OVERFLOW",
 }
-DEADLETTER_MAX_BYTES = 512 * 1024  # a dead letter's value, whatever the broker's limit (at least 1 MB)
 _CODE = re.compile(r"Code: (\d+)")
 _COLUMN = re.compile(r"(?:Column |value of key )(\w+)")
 

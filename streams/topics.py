@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from streams.settings import COMPACTED, TOPICS, Settings
 
+# The largest dead letter entwatch publishes (value, key and headers): under Kafka's default
+# message.max.bytes (1,048,588) with room to spare; larger ones are cut and carry a digest.
+DEADLETTER_MAX_BYTES = 1_000_000
+
 
 def topic_configs(name: str) -> dict[str, str]:
     """Kafka configs for a topic: compaction for registry and risk, a week elsewhere."""
