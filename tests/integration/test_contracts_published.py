@@ -6,6 +6,7 @@ alerts that storage holds."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -19,10 +20,10 @@ import pytest
 
 from producers.simulator import LEGACY, AnomalyRates, SimulationConfig, generate
 from streams import cloudevents
-from streams.pipeline import replay_in_process
+from streams.contracts import Rejection, decode_event
 from streams.settings import Settings
 from tests.conftest import wait_until
-from tests.integration.kafka_io import produce_raw, read_topic
+from tests.integration.kafka_io import produce_raw
 from tests.integration.test_pipeline import _metric, replay
 from tests.schema_check import header_text, problems
 
@@ -55,18 +56,44 @@ def city(tmp_path_factory) -> tuple[Path, list[bytes]]:
     return path, lines
 
 
-def replayed(worker, broker, city, bad=()) -> tuple[int, int]:
-    """Replay the city (and ``bad`` messages) and wait until the worker has processed all;
-    returns how many alert and risk messages the processor publishes for the city."""
+def replayed(worker, broker, city, bad=()) -> None:
+    """Replay the city (and ``bad`` messages) and wait until the worker has processed all of
+    them (it publishes a batch's messages before it counts the batch processed)."""
     path, lines = city
-    results = list(replay_in_process(lines, Settings().partitions))
     replay(path, broker.url)
     settings = Settings(broker_url=broker.url)
     produce_raw(broker.bootstrap, [(settings.topic(kind), USCC.encode(), value) for kind, value in bad])
-    messages = sum(r.accepted.total() for r in results) + len(bad)
+    judged = (decode_event(line) for line in lines)  # what replay sends: the valid ones
+    messages = sum(1 for event in judged if not isinstance(event, Rejection)) + len(bad)
     wait_until(lambda: _metric(worker.metrics(), "entwatch_processing_latency_seconds_count") >= messages,
                timeout=180, what="the city processed")
-    return sum(len(r.alerts) for r in results), sum(len(r.risk) for r in results)
+
+
+def read_all(bootstrap: str, topic: str) -> list:
+    """Every record of ``topic`` up to its end now (the worker publishes a batch's messages
+    before it counts the batch processed)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def run():
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        try:
+            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            if not parts:
+                await consumer.force_metadata_update()
+                parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            records = []
+            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+                for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                    records.extend(r for r in batch if r.offset < ends[TopicPartition(r.topic, r.partition)])
+            return records
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(asyncio.wait_for(run(), 120))
 
 
 def assert_published(records, schema: str, kind: str) -> None:
@@ -87,21 +114,20 @@ def assert_published(records, schema: str, kind: str) -> None:
 
 def test_every_message_the_worker_publishes_matches_its_schema_and_headers(start_worker, broker, city):
     worker = start_worker()
-    alerts, risk = replayed(worker, broker, city, BAD)
-    assert alerts >= 20 and risk >= 100
+    replayed(worker, broker, city, BAD)
     settings = Settings()
 
-    published = read_topic(broker.bootstrap, settings.topic("alerts"), alerts)
-    assert len(published) >= alerts
+    published = read_all(broker.bootstrap, settings.topic("alerts"))
+    assert len({orjson.loads(r.value)["alert_id"] for r in published}) >= 10  # not a vacuous check
     assert_published(published, "alert.v1.json", "alert")
     types = {header_text(r.headers)["ce_type"] for r in published}
     assert {"cn.entwatch.alert.opened", "cn.entwatch.alert.resolved"} <= types
 
-    scores = read_topic(broker.bootstrap, settings.topic("risk"), risk)
-    assert len(scores) >= risk
+    scores = read_all(broker.bootstrap, settings.topic("risk"))
+    assert len({orjson.loads(r.value)["uscc"] for r in scores}) >= 10
     assert_published(scores, "risk.v1.json", "risk")
 
-    letters = read_topic(broker.bootstrap, settings.topic("deadletter"), len(BAD))
+    letters = read_all(broker.bootstrap, settings.topic("deadletter"))
     assert sorted(r.value for r in letters) == sorted(value for _, value in BAD)
     for record in letters:
         headers = header_text(record.headers)
