@@ -45,6 +45,19 @@ def robust_scale(values, center: float | None = None) -> float:
     return MEAN_AD_TO_SIGMA * sum(deviations) / len(deviations)
 
 
+def spread_floor(level: float, resolution: float = 0.0, relative: float = 0.001) -> float:
+    """The smallest spread worth believing for a series near ``level`` whose smallest step
+    between distinct values is ``resolution``: one step, or ``relative`` of the level,
+    whichever is larger (and never 0).  A robust scale can be 0 or tiny on real series (a shut
+    plant reading 0 for weeks, a meter that reports whole cubic metres, a series with a few
+    repeated values); dividing by it makes every small move "extreme".
+
+    >>> spread_floor(50.0, resolution=1.0), spread_floor(2000.0, relative=0.05), spread_floor(0.0)
+    (1.0, 100.0, 1e-09)
+    """
+    return max(resolution, relative * abs(level), 1e-9)
+
+
 class RobustWindow:
     """The last ``size`` values of a series, with median and robust scale.
 

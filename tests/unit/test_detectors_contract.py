@@ -71,6 +71,8 @@ CASES = {
     "UnivariateDetector": (lambda: UnivariateDetector(), lambda o, i, d, v: round(o.update(d, v), 12)),
     "UnivariateDetector(season)": (lambda: UnivariateDetector(season="day_of_week"),
                                    lambda o, i, d, v: round(o.update(d, v), 12)),
+    "UnivariateDetector(5-minute)": (lambda: UnivariateDetector(),
+                                     lambda o, i, d, v: round(o.update(_at(START) + timedelta(minutes=5 * i), v), 12)),
     "ThresholdFilter": (lambda: ThresholdFilter(UnivariateDetector(season=7)), lambda o, i, d, v: o.update(d, v)),
     "RobustWindow": (lambda: RobustWindow(16), lambda o, i, d, v: (o.push(v), o.median(), o.scale())[1:]),
     "SeasonalBaseline": (lambda: SeasonalBaseline(), lambda o, i, d, v: (o.learn(d, v), o.expected(d))),
@@ -116,8 +118,8 @@ def test_a_pickled_detector_continues_exactly_like_the_original(name):
     assert run(copy, step, items[180:]) == run(original, step, items[180:])
 
 
-@pytest.mark.parametrize("name", ["UnivariateDetector", "UnivariateDetector(season)", "SeasonalBaseline",
-                                  "UtilitySeries", "EnterpriseDetectors", "RiskScore", "AlertBook"])
+@pytest.mark.parametrize("name", ["UnivariateDetector", "UnivariateDetector(season)", "UnivariateDetector(5-minute)",
+                                  "SeasonalBaseline", "UtilitySeries", "EnterpriseDetectors", "RiskScore", "AlertBook"])
 def test_state_stays_bounded_however_long_the_stream(name):
     make, step = CASES[name]
     obj = make()
