@@ -592,6 +592,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_arguments(p)
     p.set_defaults(func=evaluate.command)
 
+    from console import cli as console_cli
+    p = sub.add_parser("console", help="the monitoring centre's web console; `console adduser NAME` adds a user")
+    console_cli.add_arguments(p)
+    p.set_defaults(func=console_cli.command)
+
     p = sub.add_parser("schemas", help="write the JSON Schemas of every message (deploy/schemas)")
     schemas.add_arguments(p)
     p.set_defaults(func=schemas.command)

@@ -102,7 +102,7 @@ QUERIES: dict[str, NamedQuery] = {
         {order: f"SELECT {_ALERT_COLUMNS} FROM (SELECT * FROM alerts FINAL {{where}}) ORDER BY {clause}, alert_id "
                 "LIMIT {limit:UInt32}"
          for order, clause in (("detected", "detected_at DESC"), ("window", "window_end DESC, detected_at DESC"))},
-        {"status": Choice(("open", "resolved")), "rule": Choice(RULES), "severity": Choice(SEVERITIES),
+        {"status": Choice(("open", "resolved", "withdrawn")), "rule": Choice(RULES), "severity": Choice(SEVERITIES),
          "uscc": Uscc(), "town": Text(64), "since": Instant(), "limit": Count(1, 10_000),
          "order": Choice(("detected", "window"))},
         defaults={"limit": 200, "order": "detected"}, by="order",
@@ -148,6 +148,42 @@ QUERIES: dict[str, NamedQuery] = {
         {"threshold": Number(0, 100), "town": Text(64), "industry": Text(64), "limit": Count(1, 10_000)},
         defaults={"threshold": 60.0, "limit": 1000},
         filters={"town": "e.town = {town:String}", "industry": "e.industry = {industry:String}"}),
+    # The console's (console/): the supervision list and inbox with all their filters, one alert, the facets.
+    "console_supervision": NamedQuery(
+        "The console's supervision list: risk at least threshold, by town, industry, rule (among the score's "
+        "rules) and severity (an open alert of this severity or higher), highest first.",
+        "SELECT r.uscc AS uscc, e.name AS name, e.industry AS industry, e.town AS town, r.score AS score, "
+        "r.level AS level, r.rules AS rules, toString(r.updated_at) AS updated_at "
+        "FROM (SELECT uscc, score, level, rules, updated_at FROM risk FINAL WHERE score >= {threshold:Float64}) AS r "
+        "ANY LEFT JOIN (SELECT uscc, name, industry, town FROM enterprises FINAL) AS e USING uscc "
+        "{where} ORDER BY score DESC, uscc LIMIT {limit:UInt32}",
+        {"threshold": Number(0, 100), "town": Text(64), "industry": Text(64), "rule": Choice(RULES),
+         "severity": Choice(SEVERITIES), "limit": Count(1, 10_000)},
+        defaults={"threshold": 60.0, "limit": 1000},
+        filters={"town": "e.town = {town:String}", "industry": "e.industry = {industry:String}",
+                 "rule": "has(r.rules, {rule:String})",
+                 "severity": f"r.uscc IN (SELECT uscc FROM alerts FINAL WHERE status = 'open' AND indexOf("
+                             f"{_SEVERITY_RANK}, severity) >= indexOf({_SEVERITY_RANK}, {{severity:String}}))"}),
+    "console_inbox": NamedQuery(
+        "The console's alert inbox: open alerts newest first, by town, industry, rule, severity (or higher).",
+        f"SELECT {_ALERT_COLUMNS} FROM (SELECT * FROM alerts FINAL {{where}}) "
+        "ORDER BY detected_at DESC, alert_id LIMIT {limit:UInt32}",
+        {"status": Choice(("open",)), "town": Text(64), "industry": Text(64), "rule": Choice(RULES),
+         "severity": Choice(SEVERITIES), "limit": Count(1, 10_000)},
+        defaults={"status": "open", "limit": 200},
+        filters={"status": "status = {status:String}", "town": "town = {town:String}",
+                 "industry": "industry = {industry:String}", "rule": "rule = {rule:String}",
+                 "severity": f"indexOf({_SEVERITY_RANK}, severity) >= indexOf({_SEVERITY_RANK}, {{severity:String}})"}),
+    "console_alert": NamedQuery(
+        "One alert (latest revision) by its id.",
+        f"SELECT {_ALERT_COLUMNS} FROM (SELECT * FROM alerts FINAL {{where}})",
+        {"alert_id": Text(128)}, required=("alert_id",), filters={"alert_id": "alert_id = {alert_id:String}"}),
+    "console_facets": NamedQuery(
+        "The towns and industries of the registry, with how many enterprises each (the console's filters).",
+        "SELECT what, value, n FROM (SELECT 'town' AS what, town AS value, count() AS n FROM enterprises FINAL "
+        "GROUP BY town UNION ALL SELECT 'industry' AS what, industry AS value, count() AS n FROM enterprises FINAL "
+        "GROUP BY industry) ORDER BY what, value",
+        {}),
     "counts": NamedQuery(
         "What is stored (each row once): events by kind, dead letters, alerts by status (what `entwatch demo` "
         "prints).",

@@ -1,0 +1,264 @@
+"""The console's pages (FastAPI, Jinja2 templates, htmx), reading storage only through the
+typed read API: every value a browser sends is a parameter of a named query
+(``streams.readapi``), checked there; none becomes SQL.
+
+``create_app(reader, store)`` builds the application; ``console.cli`` serves it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from console import i18n
+from console.auth import (CSRF_FIELD, CSRF_HEADER, LOGIN_CSRF_COOKIE, SESSION_COOKIE, LoginLimiter, new_token,
+                          same_token, token_hash, verify_password)
+from console.store import ACTIONS, OUTCOMES, CaseError, CaseStore
+from detectors.findings import RULES, SEVERITIES
+from streams.readparams import ParamError
+
+HERE = Path(__file__).parent
+SESSION_HOURS = 12
+FILTERS = ("town", "industry", "rule", "severity")
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
+
+
+class Refused(Exception):
+    """A request the console refuses: a status code and why (rendered as a short page)."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refresh_seconds: int = 5,
+               limiter: LoginLimiter | None = None) -> FastAPI:
+    """The console application on a read-API ``reader`` and a case ``store``."""
+    app = FastAPI(title="entwatch console", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    templates = Jinja2Templates(directory=HERE / "templates")
+    limiter = limiter or LoginLimiter()
+
+    def render(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+        lang = i18n.pick_language(request.query_params.get("lang"), request.cookies.get("lang"))
+        t = lambda key, **v: i18n.text(lang, key, **v)  # noqa: E731
+        user = getattr(request.state, "user", None)
+        response = templates.TemplateResponse(request, name, {
+            "t": t, "lang": lang, "user": user, "rules": RULES, "severities": SEVERITIES, "outcomes": OUTCOMES,
+            "can_act": bool(user and user["role"] in ("analyst", "admin")), "refresh": refresh_seconds,
+            "csrf": user["csrf"] if user else request.state.login_csrf, **context}, status_code=status)
+        if request.query_params.get("lang") in i18n.LANGUAGES:
+            response.set_cookie("lang", lang, max_age=365 * 86400, samesite="strict", secure=secure_cookies)
+        return response
+
+    @app.middleware("http")
+    async def session_and_headers(request: Request, call_next):
+        request.state.user = None
+        request.state.login_csrf = request.cookies.get(LOGIN_CSRF_COOKIE) or new_token()
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            request.state.user = store.session(token_hash(token))
+        try:
+            response = await call_next(request)
+        except Refused as exc:
+            response = HTMLResponse(f"<!doctype html><title>{exc.status}</title><p>{exc.status}: "
+                                    f"{exc.reason}</p>", status_code=exc.status)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        if request.state.user is None and LOGIN_CSRF_COOKIE not in request.cookies:
+            response.set_cookie(LOGIN_CSRF_COOKIE, request.state.login_csrf, httponly=True, samesite="strict",
+                                secure=secure_cookies)
+        return response
+
+    def signed_in(request: Request) -> dict:
+        if request.state.user is None:
+            raise Refused(401, "log in first")
+        return request.state.user
+
+    async def checked_form(request: Request) -> dict:
+        """The form of a state-changing request, after its CSRF token (403 without it)."""
+        form = dict(await request.form())
+        expected = request.state.user["csrf"] if request.state.user else request.state.login_csrf
+        if not same_token(expected, form.pop(CSRF_FIELD, None) or request.headers.get(CSRF_HEADER)):
+            raise Refused(403, "missing or wrong CSRF token: reload the page and try again")
+        return form
+
+    def login_redirect(request: Request) -> RedirectResponse:
+        return RedirectResponse(f"/login?next={quote(str(request.url.path))}", status_code=303)
+
+    def filters_of(request: Request) -> dict:
+        return {k: request.query_params.get(k) or None for k in FILTERS}
+
+    def read(name: str, **params) -> list[dict]:
+        try:
+            return reader.read(name, **{k: v for k, v in params.items() if v is not None})
+        except ParamError as exc:
+            raise Refused(400, str(exc)) from None
+
+    # ------------------------------------------------------------ login
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_page(request: Request, next: str = "/"):
+        return render(request, "login.html", next=next if next.startswith("/") else "/")
+
+    @app.post("/login")
+    async def login(request: Request):
+        form = await checked_form(request)
+        name, password = str(form.get("user", ""))[:64], str(form.get("password", ""))
+        target = str(form.get("next") or "/")
+        client = request.client.host if request.client else "?"
+        moment = time.monotonic()
+        if limiter.blocked(f"user:{name}", moment) or limiter.blocked(f"addr:{client}", moment):
+            store.record(name or "?", "login_refused", client, reason="rate limited")
+            return render(request, "login.html", status=429, error="too_many", next=target)
+        user = store.user(name)
+        if user is None or not verify_password(user["password_hash"], password):
+            limiter.failed(f"user:{name}", moment)
+            limiter.failed(f"addr:{client}", moment)
+            store.record(name or "?", "login_failed", client)
+            return render(request, "login.html", status=401, error="login_failed", next=target)
+        token = new_token()
+        store.start_session(token_hash(token), name, new_token(),
+                            datetime.now(timezone.utc) + timedelta(hours=SESSION_HOURS))
+        response = RedirectResponse(target if target.startswith("/") and not target.startswith("//") else "/",
+                                    status_code=303)
+        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=secure_cookies,
+                            max_age=SESSION_HOURS * 3600)
+        return response
+
+    @app.post("/logout")
+    async def logout(request: Request):
+        user = signed_in(request)
+        await checked_form(request)
+        store.end_session(token_hash(request.cookies[SESSION_COOKIE]), user["name"])
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    # ------------------------------------------------------------ pages
+
+    @app.get("/")
+    async def home(request: Request):
+        return RedirectResponse("/supervision", status_code=303)
+
+    @app.get("/supervision", response_class=HTMLResponse)
+    async def supervision(request: Request):
+        if request.state.user is None:
+            return login_redirect(request)
+        filters = filters_of(request)
+        rows = read("console_supervision", **filters)
+        by_town: dict[str, int] = {}
+        for row in rows:
+            by_town[row["town"]] = by_town.get(row["town"], 0) + 1
+        return render(request, "supervision.html", rows=rows, filters=filters, facets=facets(),
+                      by_town=sorted(by_town.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    @app.get("/inbox", response_class=HTMLResponse)
+    async def inbox(request: Request):
+        if request.state.user is None:
+            return login_redirect(request)
+        filters = filters_of(request)
+        return render(request, "inbox.html", filters=filters, facets=facets(), query=request.url.query,
+                      **inbox_rows(filters))
+
+    @app.get("/inbox/rows", response_class=HTMLResponse)
+    async def inbox_partial(request: Request):
+        signed_in(request)
+        return render(request, "inbox_rows.html", **inbox_rows(filters_of(request)))
+
+    def inbox_rows(filters: dict) -> dict:
+        alerts = read("console_inbox", **filters)
+        return {"alerts": alerts, "states": store.states([a["alert_id"] for a in alerts])}
+
+    def facets() -> dict:
+        found: dict[str, list] = {"town": [], "industry": []}
+        for row in read("console_facets"):
+            found[row["what"]].append(row["value"])
+        return found
+
+    @app.get("/enterprise", response_class=HTMLResponse)
+    async def find_enterprise(request: Request, uscc: str = ""):
+        if request.state.user is None:
+            return login_redirect(request)
+        return RedirectResponse(f"/enterprise/{quote(uscc.strip().upper(), safe='')}", status_code=303)
+
+    @app.get("/enterprise/{uscc}", response_class=HTMLResponse)
+    async def enterprise(request: Request, uscc: str):
+        if request.state.user is None:
+            return login_redirect(request)
+        found = read("enterprise", uscc=uscc)
+        if not found:
+            raise Refused(404, i18n.text(i18n.pick_language(None, request.cookies.get("lang")), "no_enterprise"))
+        today = date.today()
+        series = read("enterprise_series", uscc=uscc, first_day=today - timedelta(days=3650), last_day=today)
+        alerts = read("alerts", uscc=uscc, limit=500)
+        chart = {"days": sorted({r["day"] for r in series}),
+                 "electricity": {r["day"]: r["amount"] for r in series if r["utility"] == "electricity"},
+                 "water": {r["day"]: r["amount"] for r in series if r["utility"] == "water"},
+                 "windows": [[a["window_start"], a["window_end"]] for a in alerts]}
+        return render(request, "enterprise.html", e=found[0], alerts=alerts, chart=json.dumps(chart).replace("<", "\\u003c"),
+                      tax=read("monthly", uscc=uscc, kind="tax"), cases=store.cases_for(uscc),
+                      states=store.states([a["alert_id"] for a in alerts]), evidence=evidence_of)
+
+    @app.get("/cases/{alert_id}", response_class=HTMLResponse)
+    async def case_page(request: Request, alert_id: str):
+        if request.state.user is None:
+            return login_redirect(request)
+        alert = one_alert(alert_id)
+        return render(request, "case.html", a=alert, evidence=evidence_of(alert), case=store.case(alert_id),
+                      history=store.history(alert_id), actions=ACTIONS, error=request.query_params.get("error"))
+
+    @app.post("/cases/{alert_id}/{action}")
+    async def case_action(request: Request, alert_id: str, action: str):
+        user = signed_in(request)
+        form = await checked_form(request)
+        if user["role"] not in ("analyst", "admin"):
+            store.record(user["name"], "case_refused", alert_id, attempted=action, reason="viewer")
+            raise Refused(403, "viewers cannot change cases")
+        if action not in ACTIONS:
+            raise Refused(404, f"no action {action}")
+        alert = one_alert(alert_id)
+        details = {k: form.get(k) for k in ("assignee", "note", "due_on", "outcome") if form.get(k)}
+        try:
+            store.act(alert_id, alert["uscc"], action, user["name"], **details)
+        except CaseError as exc:
+            return RedirectResponse(f"/cases/{quote(alert_id, safe='')}?error={quote(str(exc))}", status_code=303)
+        return RedirectResponse(f"/cases/{quote(alert_id, safe='')}", status_code=303)
+
+    def one_alert(alert_id: str) -> dict:
+        rows = read("console_alert", alert_id=alert_id)
+        if not rows:
+            raise Refused(404, f"no alert {alert_id}")
+        return rows[0]
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused):
+        return HTMLResponse(f"<!doctype html><title>{exc.status}</title><p>{exc.status}: {exc.reason}</p>",
+                            status_code=exc.status)
+
+    return app
+
+
+def evidence_of(alert: dict) -> list[tuple[str, str]]:
+    """An alert's evidence as (name, value) pairs for a table (its JSON, flattened one level).
+
+    >>> evidence_of({"evidence": '{"baseline": 120.5, "days": [1, 2]}'})
+    [('baseline', '120.5'), ('days', '[1, 2]')]
+    """
+    try:
+        found = json.loads(alert.get("evidence") or "{}")
+    except ValueError:
+        return [("evidence", str(alert.get("evidence")))]
+    if not isinstance(found, dict):
+        return [("evidence", json.dumps(found, ensure_ascii=False))]
+    return [(k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)) for k, v in found.items()]

@@ -1,0 +1,159 @@
+"""``entwatch console`` (serve the console) and ``entwatch console adduser NAME --role ROLE``.
+
+Settings: ``ENTWATCH_CONSOLE_DB_URL`` (the case store: a SQLAlchemy URL such as
+``postgresql+psycopg://user:pass@host/db``; unset: SQLite ``console.db`` in the data
+directory), ``ENTWATCH_CONSOLE_HOST`` (default 127.0.0.1), ``ENTWATCH_CONSOLE_PORT``
+(default 8088), ``ENTWATCH_CONSOLE_SECURE_COOKIES`` (true behind HTTPS), and the worker's
+settings for storage (``streams.settings``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from console.store import ROLES, CaseError, CaseStore
+from streams.errors import UserError
+
+
+class ConsoleSettings(BaseSettings):
+    """The console's own settings (prefix ``ENTWATCH_CONSOLE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ENTWATCH_CONSOLE_", env_file=".env", extra="ignore")
+
+    db_url: str = Field("", description="SQLAlchemy URL of the case store; empty = SQLite in the data dir")
+    host: str = "127.0.0.1"
+    port: int = Field(8088, ge=0, le=65535)
+    secure_cookies: bool = Field(False, description="mark cookies Secure (serve behind HTTPS)")
+    refresh_seconds: int = Field(5, ge=1, le=600, description="the alert inbox's refresh interval")
+    relay: bool = Field(True, description="publish case events on monitor.cases")
+
+    def store_url(self, data_dir) -> str:
+        if self.db_url:
+            return self.db_url
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(data_dir / 'console.db').resolve()}"
+
+
+def add_arguments(p) -> None:
+    """The options of ``entwatch console`` and its ``adduser`` subcommand."""
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8088)")
+    p.add_argument("--worker", help="the worker's URL for embedded storage (default: this machine's)")
+    sub = p.add_subparsers(dest="console_command", metavar="SUBCOMMAND")
+    u = sub.add_parser("adduser", help="create (or replace) a console user; password from a prompt or "
+                                       "ENTWATCH_CONSOLE_PASSWORD")
+    u.add_argument("name")
+    u.add_argument("--role", choices=ROLES, default="analyst")
+
+
+def command(args) -> int:
+    from streams.cli import load_settings
+
+    settings = load_settings()
+    console = ConsoleSettings()
+    if getattr(args, "console_command", None) == "adduser":
+        return adduser(console, settings, args.name, args.role)
+    return serve(console, settings, host=args.host, port=args.port, worker=args.worker)
+
+
+def adduser(console: ConsoleSettings, settings, name: str, role: str) -> int:
+    password = os.environ.get("ENTWATCH_CONSOLE_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            raise UserError("give the password at the prompt (a terminal) or in ENTWATCH_CONSOLE_PASSWORD")
+        password = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass("again: ") != password:
+            raise UserError("the two passwords differ; run adduser again")
+    try:
+        CaseStore(console.store_url(settings.data_dir)).add_user(name, password, role)
+    except CaseError as exc:
+        raise UserError(str(exc)) from None
+    print(f"user {name} ({role}) saved")
+    return 0
+
+
+def serve(console: ConsoleSettings, settings, host: str | None = None, port: int | None = None,
+          worker: str | None = None) -> int:
+    """Serve the console until Ctrl-C or SIGTERM."""
+    import logging
+
+    import uvicorn
+
+    from console.app import create_app
+    from console.relay import OutboxRelay
+    from streams.readapi import open_reader
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        reader = open_reader(settings, worker=worker)
+    except Exception as exc:
+        raise UserError(f"cannot read storage: {exc}") from None
+    store = CaseStore(console.store_url(settings.data_dir))
+    relay = OutboxRelay(store, settings) if console.relay else None
+    if relay:
+        relay.start()
+    app = create_app(reader, store, secure_cookies=console.secure_cookies, refresh_seconds=console.refresh_seconds)
+    host, port = host or console.host, port if port is not None else console.port
+    print(f"entwatch console on http://{host}:{port}/ (case store: {store.engine.url.render_as_string()})",
+          flush=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        if relay:
+            relay.stop()
+            relay.join(10)
+    return 0
+
+
+@dataclass
+class RunningConsole:
+    """A console child process started by ``entwatch up``/``demo``, with its demo login."""
+
+    proc: subprocess.Popen
+    url: str
+    user: str
+    password: str
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_console(settings, env: dict, port: int | None = None, timeout: float = 60) -> RunningConsole:
+    """Start ``entwatch console`` as a child of the embedded stack (``env``: the worker's), with a demo
+    analyst whose random password is returned (printed once by the caller, never stored in clear)."""
+    from streams.broker import free_port
+
+    console = ConsoleSettings()
+    port = port or free_port()
+    password = secrets.token_urlsafe(12)
+    CaseStore(console.store_url(settings.data_dir)).add_user("demo", password, "analyst")
+    log = open(settings.data_dir / "console.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "console", "--port", str(port)],
+                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    url = f"http://{console.host}:{port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url + "login", timeout=2):
+                return RunningConsole(proc, url, "demo", password)
+        except OSError:
+            time.sleep(0.3)
+    RunningConsole(proc, url, "demo", password).stop()
+    raise UserError(f"the console did not start; see {settings.data_dir / 'console.log'}")

@@ -1,0 +1,284 @@
+"""The console's transactional store: users, sessions, cases with their history, the audit
+log and the outbox of ``monitor.cases``, through SQLAlchemy on SQLite (embedded: a file in
+the data directory) or PostgreSQL (``ENTWATCH_CONSOLE_DB_URL``).
+
+A case is the work on one alert (its id is the alert's).  Every case action is one
+transaction that writes the case row, a history row, an audit row and an outbox row with
+the same stable ``event_id``: the action and its publication are never apart.
+
+>>> store = CaseStore("sqlite://")
+>>> store.add_user("li", "a long password", "analyst")
+>>> event = store.act("A1", "914403001922038216", "acknowledge", actor="li")
+>>> store.case("A1")["state"], event["action"], event["actor"]
+('acknowledged', 'acknowledge', 'li')
+>>> store.act("A1", "914403001922038216", "resolve", actor="li", outcome="maybe")
+Traceback (most recent call last):
+...
+console.store.CaseError: outcome: must be one of confirmed, explained, false_alarm
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.pool import StaticPool
+
+ROLES = ("viewer", "analyst", "admin")
+ACTIONS = ("acknowledge", "assign", "note", "due", "resolve")
+OUTCOMES = ("confirmed", "explained", "false_alarm")
+SCHEMA_VERSION = 1
+
+
+class CaseError(ValueError):
+    """An action a case cannot take, or a bad value for it (says which field)."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class UtcDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes in and out (SQLite keeps them naive: they are read back as UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: give a time zone")
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+metadata = sa.MetaData()
+users = sa.Table("console_users", metadata,
+                 sa.Column("name", sa.String(64), primary_key=True),
+                 sa.Column("password_hash", sa.String(256), nullable=False),
+                 sa.Column("role", sa.String(16), nullable=False),
+                 sa.Column("created_at", UtcDateTime, nullable=False))
+sessions = sa.Table("console_sessions", metadata,
+                    sa.Column("token_hash", sa.String(64), primary_key=True),
+                    sa.Column("user_name", sa.String(64), sa.ForeignKey("console_users.name"), nullable=False),
+                    sa.Column("csrf", sa.String(64), nullable=False),
+                    sa.Column("expires_at", UtcDateTime, nullable=False))
+cases = sa.Table("cases", metadata,
+                 sa.Column("case_id", sa.String(128), primary_key=True),
+                 sa.Column("uscc", sa.String(18), nullable=False, index=True),
+                 sa.Column("state", sa.String(16), nullable=False),
+                 sa.Column("assignee", sa.String(64)),
+                 sa.Column("due_on", sa.Date),
+                 sa.Column("outcome", sa.String(16)),
+                 sa.Column("updated_at", UtcDateTime, nullable=False),
+                 sa.Column("version", sa.Integer, nullable=False))
+case_events = sa.Table("case_events", metadata,
+                       sa.Column("event_id", sa.String(36), primary_key=True),
+                       sa.Column("case_id", sa.String(128), nullable=False, index=True),
+                       sa.Column("version", sa.Integer, nullable=False),
+                       sa.Column("action", sa.String(16), nullable=False),
+                       sa.Column("actor", sa.String(64), nullable=False),
+                       sa.Column("at", UtcDateTime, nullable=False),
+                       sa.Column("detail", sa.Text, nullable=False),
+                       sa.UniqueConstraint("case_id", "version"))
+audit = sa.Table("audit", metadata,
+                 sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+                 sa.Column("at", UtcDateTime, nullable=False),
+                 sa.Column("actor", sa.String(64), nullable=False),
+                 sa.Column("action", sa.String(32), nullable=False),
+                 sa.Column("target", sa.String(128), nullable=False),
+                 sa.Column("detail", sa.Text, nullable=False))
+outbox = sa.Table("outbox", metadata,
+                  sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+                  sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+                  sa.Column("key", sa.String(64), nullable=False),
+                  sa.Column("payload", sa.Text, nullable=False),
+                  sa.Column("created_at", UtcDateTime, nullable=False),
+                  sa.Column("sent_at", UtcDateTime, index=True))
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _row(row) -> dict:
+    return dict(row._mapping) if row is not None else None
+
+
+class CaseStore:
+    """Users, sessions, cases, history, audit and outbox in one SQL database (created if missing)."""
+
+    def __init__(self, url: str):
+        options = {}
+        if url in ("sqlite://", "sqlite:///:memory:"):  # one shared in-memory database (tests, doctests)
+            options = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        elif url.startswith("sqlite"):
+            options = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        self.engine = sa.create_engine(url, **options)
+        metadata.create_all(self.engine)
+
+    # ------------------------------------------------------------ users and sessions
+
+    def add_user(self, name: str, password: str, role: str) -> None:
+        """Create or replace a user (the password is stored as an argon2 hash only)."""
+        from console.auth import hash_password
+
+        if role not in ROLES:
+            raise CaseError("role", f"must be one of {', '.join(ROLES)}")
+        if not name or len(name) > 64 or not name.isprintable():
+            raise CaseError("name", "give 1 to 64 printable characters")
+        if len(password) < 8:
+            raise CaseError("password", "give at least 8 characters")
+        with self.engine.begin() as db:
+            db.execute(sa.delete(users).where(users.c.name == name))
+            db.execute(sa.insert(users).values(name=name, password_hash=hash_password(password), role=role,
+                                               created_at=now()))
+            self._audit(db, "admin", "adduser", name, {"role": role})
+
+    def user(self, name: str) -> dict | None:
+        with self.engine.connect() as db:
+            return _row(db.execute(sa.select(users).where(users.c.name == name)).first())
+
+    def start_session(self, token_hash: str, user_name: str, csrf: str, expires_at: datetime) -> None:
+        with self.engine.begin() as db:
+            db.execute(sa.insert(sessions).values(token_hash=token_hash, user_name=user_name, csrf=csrf,
+                                                  expires_at=expires_at))
+            self._audit(db, user_name, "login", user_name, {})
+
+    def session(self, token_hash: str) -> dict | None:
+        """The live session with this token hash, joined with its user (name, role, csrf)."""
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(sessions.c.csrf, sessions.c.expires_at, users.c.name, users.c.role)
+                             .join(users, users.c.name == sessions.c.user_name)
+                             .where(sessions.c.token_hash == token_hash)).first()
+        row = _row(row)
+        return row if row and row["expires_at"] > now() else None
+
+    def end_session(self, token_hash: str, user_name: str) -> None:
+        with self.engine.begin() as db:
+            db.execute(sa.delete(sessions).where(sessions.c.token_hash == token_hash))
+            self._audit(db, user_name, "logout", user_name, {})
+
+    def record(self, actor: str, action: str, target: str, **detail) -> None:
+        """An audit row on its own (a refused login, say)."""
+        with self.engine.begin() as db:
+            self._audit(db, actor, action, target, detail)
+
+    def audit_log(self, limit: int = 100) -> list[dict]:
+        with self.engine.connect() as db:
+            return [_row(r) for r in db.execute(sa.select(audit).order_by(audit.c.id.desc()).limit(limit))]
+
+    @staticmethod
+    def _audit(db, actor: str, action: str, target: str, detail: dict) -> None:
+        db.execute(sa.insert(audit).values(at=now(), actor=actor, action=action, target=target,
+                                           detail=json.dumps(detail, ensure_ascii=False, default=str)))
+
+    # ------------------------------------------------------------ cases
+
+    def act(self, case_id: str, uscc: str, action: str, actor: str, **given) -> dict:
+        """Take ``action`` on the case of alert ``case_id``: one transaction writing the case,
+        its history, the audit log and the outbox. Returns the published case event."""
+        detail = _check(action, given)
+        at = now()
+        with self.engine.begin() as db:
+            row = _row(db.execute(sa.select(cases).where(cases.c.case_id == case_id).with_for_update()).first())
+            case = row or {"case_id": case_id, "uscc": uscc, "state": "new", "assignee": None, "due_on": None,
+                           "outcome": None, "version": 0}
+            if case["state"] == "resolved":
+                raise CaseError("action", "the case is resolved")
+            changed = dict(case, updated_at=at, version=case["version"] + 1)
+            if action == "acknowledge":
+                changed["state"] = "acknowledged"
+            elif action == "assign":
+                changed.update(assignee=detail["assignee"], state="acknowledged")
+            elif action == "due":
+                changed["due_on"] = detail["due_on"]
+            elif action == "resolve":
+                changed.update(state="resolved", outcome=detail["outcome"])
+            if row is None:
+                db.execute(sa.insert(cases).values(**changed))
+            else:
+                db.execute(sa.update(cases).where(cases.c.case_id == case_id).values(**changed))
+            event_id = str(uuid.uuid4())
+            text = json.dumps(detail, ensure_ascii=False, default=str)
+            db.execute(sa.insert(case_events).values(event_id=event_id, case_id=case_id, version=changed["version"],
+                                                     action=action, actor=actor, at=at, detail=text))
+            self._audit(db, actor, action, case_id, detail)
+            event = {"schema_version": SCHEMA_VERSION, "event_id": event_id, "case_id": case_id,
+                     "alert_id": case_id, "uscc": case["uscc"], "version": changed["version"], "action": action,
+                     "actor": actor, "at": at.isoformat(), "state": changed["state"],
+                     "assignee": changed["assignee"], "outcome": changed["outcome"],
+                     "due_on": changed["due_on"].isoformat() if changed["due_on"] else None,
+                     "note": detail.get("note")}
+            db.execute(sa.insert(outbox).values(event_id=event_id, key=case["uscc"], created_at=at,
+                                                payload=json.dumps(event, ensure_ascii=False)))
+        return event
+
+    def case(self, case_id: str) -> dict | None:
+        with self.engine.connect() as db:
+            return _row(db.execute(sa.select(cases).where(cases.c.case_id == case_id)).first())
+
+    def cases_for(self, uscc: str) -> list[dict]:
+        with self.engine.connect() as db:
+            return [_row(r) for r in db.execute(sa.select(cases).where(cases.c.uscc == uscc)
+                                                .order_by(cases.c.updated_at.desc()))]
+
+    def states(self, case_ids: list[str]) -> dict[str, str]:
+        """Each listed case's state (alerts without a case are absent)."""
+        if not case_ids:
+            return {}
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(cases.c.case_id, cases.c.state).where(cases.c.case_id.in_(case_ids)))
+            return {r.case_id: r.state for r in rows}
+
+    def history(self, case_id: str) -> list[dict]:
+        """The case's actions, oldest first, with their details parsed."""
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(case_events).where(case_events.c.case_id == case_id)
+                              .order_by(case_events.c.version))
+            return [dict(_row(r), detail=json.loads(r.detail)) for r in rows]
+
+    # ------------------------------------------------------------ outbox
+
+    def unsent(self, limit: int = 100) -> list[dict]:
+        """Outbox rows the broker has not acknowledged yet, in the order they were written."""
+        with self.engine.connect() as db:
+            return [_row(r) for r in db.execute(sa.select(outbox).where(outbox.c.sent_at.is_(None))
+                                                .order_by(outbox.c.id).limit(limit))]
+
+    def mark_sent(self, row_id: int) -> None:
+        with self.engine.begin() as db:
+            db.execute(sa.update(outbox).where(outbox.c.id == row_id).values(sent_at=now()))
+
+
+def _check(action: str, given: dict) -> dict:
+    """The action's details, checked: ``CaseError`` names the field that is wrong."""
+    if action not in ACTIONS:
+        raise CaseError("action", f"must be one of {', '.join(ACTIONS)}")
+    need = {"assign": "assignee", "note": "note", "due": "due_on", "resolve": "outcome"}.get(action)
+    detail = {k: v for k, v in given.items() if v not in (None, "")}
+    unknown = set(detail) - {need, "note"}
+    if unknown:
+        raise CaseError(sorted(unknown)[0], f"not a detail of {action}")
+    if need and need not in detail:
+        raise CaseError(need, "required")
+    for field_name in ("assignee", "note"):
+        if field_name in detail:
+            value = str(detail[field_name]).strip()
+            limit = 64 if field_name == "assignee" else 2000
+            if not 1 <= len(value) <= limit or any(ord(c) < 32 and c not in "\n\t" for c in value):
+                raise CaseError(field_name, f"give 1 to {limit} characters of text")
+            detail[field_name] = value
+    if "due_on" in detail and not isinstance(detail["due_on"], date):
+        try:
+            detail["due_on"] = date.fromisoformat(str(detail["due_on"]))
+        except ValueError:
+            raise CaseError("due_on", "give a date, YYYY-MM-DD") from None
+    if "outcome" in detail and detail["outcome"] not in OUTCOMES:
+        raise CaseError("outcome", f"must be one of {', '.join(OUTCOMES)}")
+    return detail
