@@ -28,7 +28,7 @@ reward_low_FP_rate (tp 1, fp 0.22, fn 1), reward_low_FN_rate (tp 1, fp 0.11, fn 
 NAB itself reports each detector at the threshold its optimiser found best on the whole
 corpus; here every detector is scored at its own default threshold, fixed before the run.
 
-    .venv/bin/python bench/nab.py [--corpus ../shared/data/nab-dev] [--out bench/results/nab.json]
+    .venv/bin/python bench/nab.py [--corpus ../shared/data/nab-dev] [--out bench/results/nab.json] [--small]
 
 (the corpus defaults to ``$ENTWATCH_NAB_CORPUS``, else ``../shared/data/nab-dev``).
 
@@ -323,8 +323,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="NAB-format corpus (data/, labels/)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "nab.json")
+    parser.add_argument("--small", action="store_true", help="a quick check: the first file of each family")
     args = parser.parse_args(argv)
     corpus = load_corpus(args.corpus)
+    if args.small:
+        families = {}
+        for series in corpus:
+            families.setdefault(series.name.split("/")[0], series)
+        corpus = list(families.values())
     n_windows = sum(len(s.windows) for s in corpus)
     print(f"corpus {args.corpus}: {len(corpus)} files, {sum(len(s.values) for s in corpus):,} rows, "
           f"{n_windows} windows")
