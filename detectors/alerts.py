@@ -64,11 +64,11 @@ class AlertBook:
         """Fold one finding in; return the alert messages to publish."""
         key = (uscc, finding.rule)
         current = self.open.get(key)
-        if finding.status == "resolved":
+        if finding.status in ("resolved", "withdrawn"):
             if current is None:
                 return []
             alert = self._fill(dict(current), finding, keep_start=True)
-            alert["status"] = "resolved"
+            alert["status"] = finding.status
             del self.open[key]
             self.published_end.pop(key, None)
             return [alert]

@@ -37,6 +37,7 @@ from detectors.baseline import robust_scale
 from detectors.cohorts import Cohorts, CohortView
 from detectors.findings import (
     Condition, Finding, RULES, evidence, months_before, pack_finding, period_add, period_end, period_of, period_start,
+    withdrawn,
     unpack_finding,
 )
 from detectors.poisson import PoissonBurst
@@ -124,17 +125,21 @@ class EnterpriseDetectors:
                cohorts: Cohorts | None = None) -> list[Finding]:
         """A monthly tax return; the same period again replaces (corrects) it."""
         cohorts = cohorts if cohorts is not None else Cohorts()
+        corrected = period in self.tax
         self.last_sales = self._file_month(self.tax, period, (float(declared_sales), float(tax_paid)),
                                            TAX_MONTHS_KEPT, self.last_sales)
-        return self._zero_streak() + self._sales_drop(cohorts) + self._mismatch(period, cohorts)
+        findings = self._zero_streak() + self._sales_drop(cohorts) + self._mismatch(period, cohorts)
+        return _withdraw_corrected(findings, period) if corrected else findings
 
     def on_social(self, period: str, headcount: int, contributions: float,
                   cohorts: Cohorts | None = None) -> list[Finding]:
         """Monthly social insurance: insured headcount and contributions."""
         cohorts = cohorts if cohorts is not None else Cohorts()
+        corrected = period in self.social
         self.last_staff = self._file_month(self.social, period, (int(headcount), float(contributions)),
                                            SOCIAL_MONTHS_KEPT, self.last_staff)
-        return self._headcount(cohorts)
+        findings = self._headcount(cohorts)
+        return _withdraw_corrected(findings, period) if corrected else findings
 
     def _file_month(self, book: dict, period: str, value: tuple, kept: int, last: str | None) -> str | None:
         """Store a monthly value (a correction replaces it), keep the newest ``kept`` months,
@@ -535,6 +540,13 @@ class EnterpriseDetectors:
             cond.current = current
         state["conditions"] = conditions
         self.__dict__.update(state)
+
+
+def _withdraw_corrected(findings: list[Finding], period: str) -> list[Finding]:
+    """After a corrected return for ``period``: an alert that began in that period and no
+    longer holds never held at all, so it is withdrawn rather than resolved."""
+    start, end = period_start(period), period_end(period)
+    return [withdrawn(f) if f.status == "resolved" and start <= f.window_start <= end else f for f in findings]
 
 
 def _utility_rank(utility: str) -> tuple[int, str]:

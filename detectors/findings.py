@@ -149,6 +149,15 @@ def _same(a: Finding, b: Finding) -> bool:
         b.severity, b.window_end, _round(b.observed), b.evidence)
 
 
+def withdrawn(f: Finding) -> Finding:
+    """``f`` withdrawn: corrected data show that its condition never held (SPEC §5)."""
+    return f.replace(status="withdrawn", explanation={
+        "zh": "已撤回：更正后的数据表明该情况并不成立。原判断：" + f.explanation.get("zh", "").removeprefix("已恢复正常："),
+        "en": "Withdrawn: corrected data show the condition did not hold. It was: "
+              + f.explanation.get("en", "").removeprefix("Cleared: "),
+    })
+
+
 def _resolved(f: Finding) -> Finding:
     return f.replace(status="resolved", explanation={
         "zh": "已恢复正常：" + f.explanation.get("zh", ""),

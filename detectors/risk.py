@@ -70,6 +70,10 @@ class RiskScore:
     def update(self, finding: Finding, at: datetime) -> None:
         """Take one finding (open or resolved) seen at event time ``at``."""
         key = (finding.rule, finding.window_start)
+        if finding.status == "withdrawn":  # it never held: it never counted
+            self.entries.pop(key, None)
+            self.updated_at = at if self.updated_at is None else max(self.updated_at, at)
+            return
         points = min(100.0, WEIGHTS.get(finding.rule, 30.0) * SEVERITY_FACTOR.get(finding.severity, 1.0))
         previous = self.entries.get(key)
         if previous is not None:

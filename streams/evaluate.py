@@ -89,9 +89,14 @@ def _parse_time(text: str) -> datetime:
 
 def fold_alerts(messages: Iterable[dict]) -> list[Alert]:
     """Fold alert messages (open, updates, resolved; any order) into one ``Alert`` per
-    ``alert_id``: the widest window, the earliest ``detected_at``, the highest severity."""
+    ``alert_id``: the widest window, the earliest ``detected_at``, the highest severity.
+    A withdrawn alert (corrected data showed it never held) is left out: it is no alert."""
     alerts: dict[str, Alert] = {}
+    messages = list(messages)
+    withdrawn = {m["alert_id"] for m in messages if m.get("status") == "withdrawn"}
     for m in messages:
+        if m["alert_id"] in withdrawn:
+            continue
         start, end = date.fromisoformat(m["window_start"]), date.fromisoformat(m["window_end"])
         at = _parse_time(m["detected_at"])
         a = alerts.get(m["alert_id"])

@@ -170,3 +170,23 @@ def test_several_findings_add_up_to_the_supervision_list_but_never_past_100():
         risk.update(Finding(rule, "critical", "open", date(2024, 5, 1), date(2024, 5, 31), 0.0, 0.0), t0)
     assert 60 <= risk.score(t0) <= 100 and risk.on_supervision_list(t0)
     assert risk.to_record(t0)["level"] == "high"
+
+
+def test_a_withdrawn_finding_closes_its_alert_as_withdrawn_and_takes_its_risk_back():
+    from datetime import datetime, timezone
+
+    from detectors.alerts import AlertBook
+    from detectors.findings import Finding, withdrawn
+    from detectors.risk import RiskScore
+
+    at = datetime(2024, 7, 20, tzinfo=timezone.utc)
+    found = Finding("tax_sales_drop", "critical", "open", date(2024, 6, 1), date(2024, 6, 30), 3e5, 1e6, [],
+                    {"zh": "销售额下降", "en": "Sales fell"}, 0.7)
+    book, risk = AlertBook(), RiskScore("914403001922038216")
+    opened = book.apply("914403001922038216", found, None, at)
+    risk.update(found, at)
+    assert risk.to_record(at)["score"] > 0
+    closed = book.apply("914403001922038216", withdrawn(found), None, at)
+    risk.update(withdrawn(found), at)
+    assert [a["status"] for a in closed] == ["withdrawn"] and closed[0]["alert_id"] == opened[0]["alert_id"]
+    assert book.open_alerts() == [] and risk.to_record(at)["score"] == 0

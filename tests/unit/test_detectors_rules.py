@@ -346,3 +346,30 @@ def test_thresholds_are_configurable():
     det.on_profile(PROFILE)
     det.on_social("2024-03", 100, 1e5)
     assert [f.rule for f in det.on_social("2024-04", 88, 8.8e4)] == ["headcount_drop"]
+
+
+# -- corrections: an alert that never held is withdrawn (SPEC §5) ----------------------------
+
+def test_a_corrected_return_that_undoes_a_sales_drop_withdraws_it():
+    det = factory()
+    for period in [f"2023-{i:02d}" for i in range(6, 13)] + [f"2024-{i:02d}" for i in range(1, 6)]:
+        det.on_tax(period, 1e6, 3e4)
+    assert [f.status for f in det.on_tax("2024-06", 3e5, 9e3)] == ["open"]
+    found = det.on_tax("2024-06", 1e6, 3e4)  # the same period again: a correction
+    assert [(f.rule, f.status) for f in found] == [("tax_sales_drop", "withdrawn")]
+    assert found[0].explanation["en"].startswith("Withdrawn: corrected data show")
+
+
+def test_a_correction_of_the_first_month_of_a_zero_streak_withdraws_it():
+    det = factory()
+    for period in ("2024-01", "2024-02", "2024-03"):
+        det.on_tax(period, 0.0, 0.0)
+    assert [f.status for f in det.on_tax("2024-01", 8e5, 2e4)] == ["withdrawn"]
+
+
+def test_a_later_month_that_clears_a_drop_resolves_it_and_does_not_withdraw_it():
+    det = factory()
+    for period in [f"2023-{i:02d}" for i in range(6, 13)] + [f"2024-{i:02d}" for i in range(1, 6)]:
+        det.on_tax(period, 1e6, 3e4)
+    det.on_tax("2024-06", 3e5, 9e3)
+    assert [f.status for f in det.on_tax("2024-07", 1e6, 3e4)] == ["resolved"]
