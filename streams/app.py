@@ -122,9 +122,11 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         refused = await sink.write(result.rows)
         if refused:  # rows ClickHouse cannot hold for their values: dead letters (streams.sink)
             await set_aside(refused, sink, deadletter)
-        sends = [await deadletter.send(key=key, value=value, headers=letter)  # cut to fit the broker
-                 for key, value, letter in (deadletter_record(m, r, settings.max_message_bytes)
-                                            for m, r in result.deadletters)]
+        sends = [await deadletter.send(key=key, value=value,  # cut to fit the broker; CloudEvents headers
+                                       headers=cloudevents.with_deadletter_headers(
+                                           letter, m.topic, m.partition, m.offset, m.timestamp, ce_source))
+                 for m, (key, value, letter) in ((m, deadletter_record(m, r, settings.max_message_bytes))
+                                                 for m, r in result.deadletters)]
         sends += [await topic.send(key=p.uscc.encode(), value=orjson.dumps(p.body), headers=headers(p, ce_source))
                   for topic, published, headers in ((alerts_topic, result.alerts, cloudevents.alert_headers),
                                                     (risk_topic, result.risk, cloudevents.risk_headers))

@@ -99,6 +99,20 @@ def deadletter_headers(topic: str, partition: int, offset: int, timestamp: float
                     DEADLETTER_CONTENT_TYPE, None, topic, None)
 
 
+def with_deadletter_headers(headers: list[tuple[str, bytes]], topic: str, partition: int, offset: int,
+                            timestamp: float, ce_source: str) -> list[tuple[str, bytes]]:
+    """A dead letter's headers with its CloudEvents headers added; CloudEvents headers the
+    rejected message itself carried are kept as ``original.<name>``, so each ``ce_`` header
+    appears once.
+
+    >>> [k for k, _ in with_deadletter_headers([("ce_id", b"x"), ("entwatch.reason", b"oversize")],
+    ...                                        "enterprise.tax", 0, 7, 0.0, "/entwatch")][:3]
+    ['original.ce_id', 'entwatch.reason', 'ce_specversion']
+    """
+    kept = [(f"original.{k}" if k.startswith("ce_") or k == "content-type" else k, v) for k, v in headers]
+    return kept + deadletter_headers(topic, partition, offset, timestamp, ce_source)
+
+
 def _headers(ce_id: str, ce_source: str, ce_type: str, ce_time: str, content_type: str,
              dataschema: str | None, subject: str, sequence: int | None) -> list[tuple[str, bytes]]:
     headers = [("ce_specversion", SPECVERSION), ("ce_id", ce_id), ("ce_source", ce_source),

@@ -133,6 +133,9 @@ def test_every_message_the_worker_publishes_matches_its_schema_and_headers(start
         headers = header_text(record.headers)
         assert problems("deadletter-headers.v1.json", headers) == [], headers
         assert headers["entwatch.topic"] == settings.topic(dict((v, k) for k, v in BAD)[record.value])
+        assert problems("cloudevents-headers.v1.json", headers) == [], headers
+        assert headers["ce_type"] == "cn.entwatch.deadletter"
+        assert headers["ce_id"] == f"{headers['entwatch.topic']}-{headers['entwatch.partition']}-{headers['entwatch.offset']}"
 
 
 def test_the_subscriber_example_ends_with_the_open_alerts_that_storage_holds(start_worker, broker, city):
