@@ -1,0 +1,250 @@
+"""The console on real parts: a worker on a real Tansu broker and chDB fed a simulated city,
+``entwatch console`` as a child process, Debian's Chromium driven by Playwright; the case
+store on SQLite and on a real PostgreSQL 15 cluster started here.
+
+Set ``ENTWATCH_SCREENSHOTS=DIR`` to keep a screenshot of each page (docs/console/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pytest
+
+from console.relay import OutboxRelay, cases_topic
+from console.store import CaseStore
+from producers.simulator import LEGACY, AnomalyRates, SimulationConfig, generate
+from streams.broker import free_port
+from streams.settings import Settings
+from tests.conftest import require, wait_until
+from tests.integration.kafka_io import read_topic
+from tests.integration.test_pipeline import _metric, replay
+from tests.services import entwatch, stop_process
+
+pytestmark = pytest.mark.integration
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+USCC = "914403001922038216"
+SHOTS = os.environ.get("ENTWATCH_SCREENSHOTS")
+
+
+@pytest.fixture
+def city(tmp_path) -> Path:
+    rates = AnomalyRates(**{name: 0.1 for name in AnomalyRates.__dataclass_fields__})
+    config = SimulationConfig(enterprises=40, days=200, seed=5, start=date(2024, 1, 1), rates=rates,
+                              electricity_interval="day", **{**LEGACY, "late_share": 0.0})
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(o) if isinstance(o, dict) else o.encode() for o in generate(config)))
+    return path
+
+
+def start_console(tmp_path: Path, worker, broker) -> tuple[str, subprocess.Popen]:
+    """``entwatch console`` on the worker's read API, with an analyst and a viewer."""
+    port = free_port()
+    env = {"ENTWATCH_STORAGE_URL": worker.storage_url, "ENTWATCH_METRICS_PORT": str(worker.port),
+           "ENTWATCH_API_TOKEN": worker.token, "ENTWATCH_BROKER_URL": broker.url,
+           "ENTWATCH_DATA_DIR": str(tmp_path / "console"), "ENTWATCH_CONSOLE_REFRESH_SECONDS": "2"}
+    for name, role in (("li", "analyst"), ("wang", "viewer")):
+        done = subprocess.run([sys.executable, "-m", "streams.cli", "console", "adduser", name, "--role", role],
+                              env={**os.environ, **env, "ENTWATCH_CONSOLE_PASSWORD": f"{name}-password"},
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert f"{name}-password" not in done.stdout + done.stderr
+    proc = entwatch("console", "--port", str(port), env=env, log=tmp_path / "console.log")
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert proc.poll() is None, (tmp_path / "console.log").read_text()
+        try:
+            with urllib.request.urlopen(url + "/login", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    wait_until(answers, timeout=60, what="the console")
+    return url, proc
+
+
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    require(Path(CHROMIUM).exists(), f"{CHROMIUM} is not installed (apt-get install chromium)")
+    driver = sync_playwright().start()
+    return driver, driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def log_in(context, url: str, user: str):
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(url + "/supervision")
+    page.fill("#user", user)
+    page.fill("#password", f"{user}-password")
+    page.click("#login")
+    page.wait_for_url("**/supervision")
+    return page, problems
+
+
+def shot(page, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("storage_url", ["chdb"], indirect=True)
+def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worker, broker, city, tmp_path):
+    worker = start_worker()
+    replay(city, broker.url)
+    lines = len(city.read_bytes().splitlines())
+    wait_until(lambda: _metric(worker.metrics(), "entwatch_processing_latency_seconds_count") >= lines - 50,
+               timeout=240, what="the city consumed")
+    wait_until(lambda: worker.scalar("SELECT count() FROM risk FINAL WHERE score >= 60"), timeout=60,
+               what="enterprises with risk >= 60")
+    time.sleep(3)  # the last batch's risk rows
+    risky = {r["uscc"]: r["town"] for r in worker.query(
+        "SELECT r.uscc AS uscc, e.town AS town FROM (SELECT uscc FROM risk FINAL WHERE score >= 60) AS r "
+        "ANY LEFT JOIN (SELECT uscc, town FROM enterprises FINAL) AS e USING uscc")}
+    url, console = start_console(tmp_path, worker, broker)
+    driver, chromium = browser()
+    try:
+        analyst = chromium.new_context(locale="zh-CN")
+        page, problems = log_in(analyst, url, "li")
+
+        # The supervision list: exactly the enterprises with risk >= 60; a town filter narrows it.
+        listed = page.eval_on_selector_all("#supervision tbody tr[data-uscc]", "rows => rows.map(r => r.dataset.uscc)")
+        assert sorted(listed) == sorted(risky)
+        assert "重点监管名单" in page.content()
+        shot(page, "supervision")
+        town = sorted(risky.values())[0]
+        page.select_option("#f-town", town)
+        page.click("#apply")
+        page.wait_for_url("**town=*")
+        in_town = page.eval_on_selector_all("#supervision tbody tr[data-uscc]", "rows => rows.map(r => r.dataset.uscc)")
+        assert sorted(in_town) == sorted(u for u, t in risky.items() if t == town)
+
+        # The enterprise page: registry facts, a chart with data, its alerts with evidence.
+        metered = {r["uscc"] for r in worker.query("SELECT DISTINCT uscc FROM utility_daily FINAL "
+                                                   "WHERE utility = 'electricity'")}
+        uscc = max(sorted(risky.keys() & metered),
+                   key=lambda u: worker.scalar(f"SELECT count() FROM alerts FINAL WHERE uscc = '{u}'"))
+        page.goto(f"{url}/enterprise/{uscc}")
+        page.wait_for_function("() => window.echarts && echarts.getInstanceByDom(document.getElementById('chart'))")
+        assert page.evaluate("() => echarts.getInstanceByDom(document.getElementById('chart'))"
+                             ".getOption().series[0].data.length") > 0
+        assert page.locator("#registry").inner_text().count("\n") >= 5
+        assert page.locator("#alerts tbody tr[data-alert]").count() >= 1
+        shot(page, "enterprise")
+
+        # The inbox (live): the case workflow on one of its alerts.
+        page.goto(f"{url}/inbox?lang=en")
+        page.wait_for_selector("#inbox-rows tr[data-alert]")
+        shot(page, "inbox")
+        alert_id = page.locator("#inbox-rows tr[data-alert]").first.get_attribute("data-alert")
+        page.goto(f"{url}/cases/{alert_id}?lang=zh")
+        page.click("#acknowledge")
+        page.fill("#assignee-input", "虎门镇市场监管所")
+        page.click("#assign")
+        page.fill("#note-input", "已电话联系企业，安排现场核查")
+        page.click("#note")
+        page.select_option("#outcome-input", "confirmed")
+        page.click("#resolve")
+        page.wait_for_selector("#history tr[data-action=resolve]")
+        page.reload()
+        actions = page.eval_on_selector_all("#history tr[data-action]", "rows => rows.map(r => r.dataset.action)")
+        assert actions == ["acknowledge", "assign", "note", "resolve"]
+        assert "已电话联系企业" in page.inner_text("#history") and page.inner_text("#state") == "已办结"
+        shot(page, "case")
+
+        with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
+            published = pool.submit(read_topic, broker.bootstrap, cases_topic(Settings()), 5, 15).result()
+        events = [json.loads(r.value) for r in published]
+        assert [e["action"] for e in events] == actions  # each change once, in order
+        assert len({e["event_id"] for e in events}) == 4 and {e["case_id"] for e in events} == {alert_id}
+        assert all(dict(r.headers)["event_id"].decode() == e["event_id"] for r, e in zip(published, events))
+
+        # A form whose CSRF token is removed is refused (after it, the browser logs the 403 itself).
+        page.goto(f"{url}/inbox")
+        other = page.locator("#inbox-rows tr[data-alert]").nth(1).get_attribute("data-alert")
+        page.goto(f"{url}/cases/{other}")
+        assert problems == []
+        page.evaluate("document.querySelector('form[action$=\"/acknowledge\"] input[name=csrf]').remove()")
+        with page.expect_response(lambda r: r.url.endswith("/acknowledge")) as answer:
+            page.click("#acknowledge")
+        assert answer.value.status == 403
+
+        # A viewer: no buttons, and a forged POST (with the viewer's own token) is refused.
+        viewer = chromium.new_context()
+        seen, viewer_problems = log_in(viewer, url, "wang")
+        seen.goto(f"{url}/cases/{other}")
+        assert seen.locator("#acknowledge").count() == 0 and seen.locator("#read-only").count() == 1
+        token = seen.get_attribute("input[name=csrf]", "value")
+        assert viewer.request.post(f"{url}/cases/{other}/acknowledge", form={"csrf": token}).status == 403
+        seen.goto(f"{url}/cases/{other}")
+        assert seen.inner_text("#history").count("\n") <= 1 and viewer_problems == []
+    finally:
+        chromium.close()
+        driver.stop()
+        stop_process(console)
+
+
+# ---------------------------------------------------------------- the case store on SQLite and PostgreSQL
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A private PostgreSQL 15 cluster in a temporary directory (as root: owned by postgres)."""
+    require((PG_BIN / "initdb").exists(), f"{PG_BIN}/initdb is missing (apt-get install postgresql)")
+    folder = Path(tempfile.mkdtemp(prefix="entwatch-pg-"))
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if run_as:
+        shutil.chown(folder, "postgres", "postgres")
+    port = free_port()
+    subprocess.run([*run_as, str(PG_BIN / "initdb"), "-D", str(folder / "data"), "-U", "postgres",
+                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True, timeout=120)
+    subprocess.run([*run_as, str(PG_BIN / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "log"),
+                    "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "-w", "start"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*run_as, str(PG_BIN / "pg_ctl"), "-D", str(folder / "data"), "-m", "fast", "stop"],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'console.db'}"
+    return request.getfixturevalue("postgres")
+
+
+def test_the_case_store_keeps_every_action_and_the_relay_publishes_each_once(store_url, broker):
+    store = CaseStore(store_url)
+    case_id = f"case-{time.monotonic_ns()}"
+    for action, detail in (("acknowledge", {}), ("assign", {"assignee": "长安镇"}), ("due", {"due_on": "2024-05-01"}),
+                           ("note", {"note": "企业称设备检修"}), ("resolve", {"outcome": "false_alarm"})):
+        store.act(case_id, USCC, action, actor="li", **detail)
+    again = CaseStore(store_url)  # a new process would see the same
+    assert [h["action"] for h in again.history(case_id)] == ["acknowledge", "assign", "due", "note", "resolve"]
+    assert again.case(case_id)["outcome"] == "false_alarm" and str(again.case(case_id)["due_on"]) == "2024-05-01"
+    assert all(h["at"].tzinfo is not None for h in again.history(case_id))
+
+    settings = Settings(broker_url=broker.url, topic_prefix=f"t{time.monotonic_ns()}.")
+    relay = OutboxRelay(store, settings)
+    pending = [r for r in store.unsent(1000) if json.loads(r["payload"])["case_id"] == case_id]
+    assert relay.drain() >= 5 and store.unsent() == []
+    events = [json.loads(r.value) for r in read_topic(broker.bootstrap, cases_topic(settings), 5, timeout=20)]
+    assert [e["event_id"] for e in events if e["case_id"] == case_id] == [r["event_id"] for r in pending]
+    relay._close()
