@@ -194,8 +194,8 @@ QUERIES: dict[str, NamedQuery] = {
         ") ORDER BY what, name",
         {}),
     "events_range": NamedQuery(
-        "Stored events of one kind for the USCCs from first_uscc to last_uscc (for reconcile).",
-        "SELECT uscc, event_id, toString(event_time) AS event_time, payload "
+        "Stored events of one kind for the USCCs from first_uscc to last_uscc (for reconcile; no payloads).",
+        "SELECT uscc, event_id, toString(event_time) AS event_time "
         "FROM (SELECT * FROM events FINAL {where}) ORDER BY uscc, event_id",
         {"kind": Choice(KINDS), "first_uscc": UsccBound(), "last_uscc": UsccBound()},
         required=("kind", "first_uscc", "last_uscc"),

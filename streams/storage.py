@@ -3,7 +3,8 @@
 - ``clickhouse://user:pass@host:9000/db`` — a ClickHouse server over the native protocol
   (clickhouse-driver); works with 18.16 (Debian) and current servers.
 - ``chdb:///path/to/dir`` — ClickHouse embedded in this process (chDB); one process owns
-  the directory, so other commands ask the running worker (``/query`` on its web port).
+  the directory, so other commands ask the running worker (its typed read API,
+  ``streams.readapi``, on its web port).
 
 The schema lives in ``deploy/clickhouse/schema.sql`` and is applied by ``apply_schema``;
 features the server lacks are left out (LowCardinality before 19.x).
