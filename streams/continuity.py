@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ log = logging.getLogger("entwatch.worker")
 
 MAX_REREADS = 5  # seeks back to the same offset before a partition's gap is given up
 IDLE_AFTER = 3.0  # seconds without a batch before Continuity checks consumer positions
+LOOKUP_SECONDS = 10.0  # longest wait for the broker to say what the group committed
 
 
 class Continuity:
@@ -27,23 +29,35 @@ class Continuity:
     rebalance.  Seen on Tansu right after a restart: a worker that fetched the backlog
     in that window processed none of it, or skipped a batch in the middle.  So:
 
-    - a batch message past the next offset expected on its partition is set aside (the
-      messages before it were dropped) and the partition is sought back to that offset;
-    - a worker idle for ``idle_after`` seconds whose consumer position is past the
-      offset expected on a partition seeks it back too.
+    - a batch message past the offset due on its partition is set aside (the messages
+      before it were dropped) and the partition is sought back to that offset;
+    - a batch message before it (processed already: a fetch from before a seek) is
+      skipped rather than processed twice;
+    - a worker idle for ``idle_after`` seconds whose consumer position stays past the
+      offset due on a partition for two checks in a row seeks it back too (one check could
+      catch a fetch on its way to the processor).
 
-    The expected offset is the last processed + 1, or at first the committed offset (or
-    the log start).  Re-reading is safe: every step of a batch is idempotent.  After
-    ``MAX_REREADS`` seeks to the same offset (messages deleted by retention meanwhile, say)
-    the gap is logged as an error and the partition goes on.
+    The offset due (``expected``) is the last processed + 1 in this assignment, or what
+    the group committed, whichever is higher; the log start only if the group never
+    committed on the partition.  What the group committed is Faust's copy when it has one,
+    otherwise asked of the broker: Faust empties its copy when partitions are revoked and
+    refills it only in its seek after table recovery, and the worker fetches (and used to
+    take the log start as due) in between.  Answers that arrive after a revoke are
+    dropped: they belong to the previous assignment.
+
+    Re-reading is safe: every step of a batch is idempotent.  After ``MAX_REREADS`` seeks to
+    the same offset (messages deleted by retention meanwhile, say) the gap is logged as an
+    error and the partition goes on.
     """
 
     def __init__(self, app: faust.App, kind_by_topic: dict[str, str], idle_after: float):
         self.app = app
         self.topics = kind_by_topic
         self.idle_after = idle_after
-        self.next: dict[TP, int] = {}  # next offset expected per input partition
+        self.next: dict[TP, int] = {}  # next offset due per input partition, in this assignment
         self.sought: dict[TP, tuple[int, float, int]] = {}  # offset, when, how many times
+        self.suspect: dict[TP, int] = {}  # idle check: consumer position past the due offset last time
+        self.assignment = 0  # counts revokes: an answer asked for before one is stale
         self.busy = False
         self.last_batch = time.monotonic()
 
@@ -63,20 +77,40 @@ class Continuity:
         return None if nxt is None else nxt - 1
 
     def expected(self, tp: TP) -> int | None:
-        nxt = self.next.get(tp)
-        return nxt if nxt is not None else committed_offset(self.app.consumer, tp)
+        """The next offset due on ``tp`` (None: not known yet).
+
+        Never below Faust's committed offset: a due offset learned for an earlier
+        assignment cannot send the partition back over what the group has committed."""
+        nxt, committed = self.next.get(tp), committed_offset(self.app.consumer, tp)
+        if nxt is None or committed is None:
+            return committed if nxt is None else nxt
+        return max(nxt, committed)
 
     async def _know(self, tps) -> None:
-        """Make the expected offset of ``tps`` known: with nothing processed or committed
-        yet, a partition is read from its log start."""
+        """Learn the offset due on ``tps`` where it is not known: what the group committed,
+        as the broker has it, or the log start where it never committed."""
         unknown = [tp for tp in tps if self.expected(tp) is None]
-        if unknown:
-            for tp, start in (await self.app.consumer.earliest_offsets(*unknown)).items():
-                self.next.setdefault(tp, start)
+        if not unknown:
+            return
+        assignment, consumer = self.assignment, self.app.consumer
+        try:
+            due = await asyncio.wait_for(consumer.group_committed(unknown), LOOKUP_SECONDS)
+            never = [tp for tp in unknown if due.get(tp) is None]
+            if never:
+                due.update(await asyncio.wait_for(consumer.earliest_offsets(*never), LOOKUP_SECONDS))
+        except Exception as exc:  # broker busy or coordinator moving: ask again at the next batch
+            log.warning("could not learn the committed offsets of %d partitions (%s: %s); their fetches are "
+                        "processed as they come", len(unknown), exc.__class__.__name__, exc)
+            return
+        if self.assignment != assignment:
+            return  # revoked meanwhile: these offsets were asked for the previous assignment
+        for tp in unknown:
+            if due.get(tp) is not None:
+                self.next.setdefault(tp, due[tp])
 
     async def admit(self, messages: list) -> list:
         """The batch's messages that follow on from what was processed; seeks back where
-        messages were dropped before them."""
+        messages were dropped before them, skips those processed already."""
         await self._know({m.tp for m in messages})
         out, back = [], {}
         for m in messages:
@@ -84,28 +118,36 @@ class Continuity:
             if tp in back:
                 continue
             expected = self.expected(tp)
-            if expected is not None and offset > expected:
-                back[tp] = (expected, offset)
-                continue
+            if expected is not None and offset != expected:
+                if offset > expected:
+                    back[tp] = (expected, offset)
+                continue  # before it: processed already (a fetch from before a seek)
             out.append(m)
-            self.next[tp] = max(offset + 1, self.next.get(tp, 0))
+            self.next[tp] = offset + 1
         for tp, (expected, arrived) in back.items():
             await self._seek(tp, expected, arrived, f"the batch went on at offset {arrived}")
         return out
 
     async def check_idle(self) -> None:
-        """Seek back partitions whose consumer position is past what was processed, if the
+        """Seek back partitions whose consumer position stays past the offset due, if the
         worker has had nothing to process for a while."""
         now = time.monotonic()
         if self.busy or now - self.last_batch < self.idle_after or self.app.rebalancing:
+            self.suspect.clear()
             return
-        consumer = self.app.consumer
+        consumer, assignment = self.app.consumer, self.assignment
         tps = [tp for tp in consumer.assignment() if tp.topic in self.topics]
         await self._know(tps)
         for tp in tps:
-            expected = self.expected(tp)
             position = await consumer.position(tp)
-            if expected is not None and position is not None and position > expected:
+            if self.busy or self.assignment != assignment or self.app.rebalancing:
+                return  # a batch or a rebalance began meanwhile
+            expected = self.expected(tp)
+            if expected is None or position is None or position <= expected:
+                self.suspect.pop(tp, None)
+            elif self.suspect.get(tp) != position:
+                self.suspect[tp] = position  # maybe a fetch on its way to the processor: look again
+            else:
                 await self._seek(tp, expected, position, f"idle {now - self.last_batch:.0f} s at position {position}")
 
     async def _seek(self, tp: TP, offset: int, ahead: int, why: str) -> None:
@@ -118,6 +160,7 @@ class Continuity:
                           tp.topic, tp.partition, offset, ahead - 1, tries, ahead)
                 self.next[tp] = ahead
                 self.sought.pop(tp, None)
+                self.suspect.pop(tp, None)
                 await add_gap(self.app.consumer, tp, offset, ahead - 1)  # so commits can pass it
                 return
         else:
@@ -132,6 +175,9 @@ class Continuity:
             log.warning("%s[%d]: could not seek back to %d (%s)", tp.topic, tp.partition, offset, exc)
 
     def revoked(self, tps) -> None:
+        """Forget what was known of ``tps``: their next owner starts from the group's commit."""
+        self.assignment += 1
         for tp in tps:
             self.next.pop(tp, None)
             self.sought.pop(tp, None)
+            self.suspect.pop(tp, None)

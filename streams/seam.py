@@ -17,6 +17,9 @@ from contextlib import contextmanager
 import faust
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_kafka
+from aiokafka.consumer.group_coordinator import GroupCoordinator
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.group import LeaveGroupRequest
 from mode.utils.futures import notify
 
 from streams.offsets import fetched_ends
@@ -38,6 +41,12 @@ PRIVATE_MEMBERS = (
     ("faust.app.base:App", "_new_transport"),
     ("faust.streams", "_current_event"),
     ("aiokafka.consumer.consumer:AIOKafkaConsumer", "_fetch_max_wait_ms"),
+    ("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread", "_ensure_consumer"),
+    ("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread", "_consumer"),
+    ("aiokafka.consumer.consumer:AIOKafkaConsumer", "_coordinator"),
+    ("aiokafka.consumer.group_coordinator:GroupCoordinator", "_maybe_leave_group"),
+    ("aiokafka.consumer.group_coordinator:GroupCoordinator", "_group_instance_id"),
+    ("aiokafka.consumer.group_coordinator:GroupCoordinator", "_send_req"),
 )
 
 
@@ -52,9 +61,14 @@ async def add_gap(consumer, tp, first: int, last: int) -> None:
 
 
 class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
-    """Faust's consumer with the fetch wait from the settings: Faust hard-codes 1,500 ms,
-    which a caught-up worker waits on every fetch that finds nothing new (the broker
-    answers a fetch as soon as data arrives, so a shorter wait costs nothing under load)."""
+    """Faust's consumer thread, with:
+
+    - the fetch wait from the settings: Faust hard-codes 1,500 ms, which a caught-up
+      worker waits on every fetch that finds nothing new (the broker answers a fetch as
+      soon as data arrives, so a shorter wait costs nothing under load);
+    - end offsets for table recovery as fetches report them (``streams.offsets``);
+    - a LeaveGroup on stop in generation 0 too (``leave_in_every_generation``);
+    - the group's committed offsets asked of the broker (``group_committed``)."""
 
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
@@ -62,8 +76,45 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
         return consumer
 
     async def _highwaters(self, partitions):
-        """End offsets for table recovery, as fetches report them (``streams.offsets``)."""
         return await fetched_ends(self.app.bootstrap, await super()._highwaters(partitions))
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        if isinstance(self._consumer._coordinator, GroupCoordinator):  # not a client-only app's
+            leave_in_every_generation(self._consumer._coordinator)
+
+    async def group_committed(self, tps) -> dict:
+        """The next offset to read of each of ``tps`` as the group committed it, asked of
+        the broker (None: never committed)."""
+        return await self.call_thread(self._group_committed, list(tps))
+
+    async def _group_committed(self, tps) -> dict:
+        consumer = self._ensure_consumer()
+        return {tp: await consumer.committed(faust_kafka.ensure_aiokafka_TP(tp)) for tp in tps}
+
+
+def leave_in_every_generation(coordinator) -> None:
+    """Make a stopping consumer leave its group in generation 0 too.
+
+    aiokafka sends LeaveGroup only when its generation is above 0, as Kafka numbers
+    generations from 1; Tansu numbers the first one 0, so a worker stopped before any
+    rebalance left nothing behind and its partitions waited for the session timeout
+    (11 s for 1.6 s of shutdown, issue 15).  Static members (``group_instance_id``) are
+    left alone: they keep their place in the group on purpose."""
+    leave = coordinator._maybe_leave_group
+
+    async def maybe_leave_group():
+        if coordinator.generation != 0 or coordinator._group_instance_id is not None:
+            return await leave()
+        try:
+            await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
+        except KafkaError as exc:
+            log.warning("LeaveGroup request failed: %s", exc)
+        else:
+            log.info("LeaveGroup request succeeded (generation 0)")
+        coordinator.reset_generation()
+
+    coordinator._maybe_leave_group = maybe_leave_group
 
 
 class _Consumer(faust_kafka.Consumer):
@@ -78,7 +129,8 @@ class _Consumer(faust_kafka.Consumer):
     """
 
     def _new_consumer_thread(self):
-        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        self.consumer_thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return self.consumer_thread
 
     async def _drain_messages(self, fetcher) -> None:  # the fetch loop of faust.transport.consumer.Consumer
         app = self.app
@@ -129,6 +181,22 @@ class _Consumer(faust_kafka.Consumer):
         except asyncio.CancelledError:
             if not self.transport.app.should_stop:
                 raise
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        """Commit what was acked, then let Faust revoke.
+
+        Faust forgets the acked offsets of revoked partitions first and commits after, so
+        every rebalance (eager: all partitions) re-processed whatever had been acked since
+        the last periodic commit; on Tansu the next owner, often this same worker, then
+        found its fetch position past the group's commit (issue 15)."""
+        if revoked and self.assignment():
+            await self.commit()
+        await super().on_partitions_revoked(revoked)
+
+    async def group_committed(self, tps) -> dict:
+        """The next offset to read of each of ``tps`` as the group committed it on the
+        broker (None: never committed); Faust's own copy is empty during a rebalance."""
+        return await self.consumer_thread.group_committed(tps)
 
     def forget(self, messages) -> None:
         """No longer wait for ``messages`` (not processed; to be read again), and wake a

@@ -3,6 +3,7 @@ with the signatures it calls them with: an upgrade fails here, not at the first 
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import re
@@ -11,6 +12,8 @@ from pathlib import Path
 import aiokafka
 import faust
 from aiokafka import AIOKafkaConsumer
+from aiokafka.protocol.group import LeaveGroupRequest
+from faust.transport.consumer import Consumer as FaustConsumer
 
 from streams import seam
 
@@ -22,6 +25,9 @@ SIGNATURES = {  # member -> the parameters the seam passes
     "_create_worker_consumer": ["self", "transport"],
     "_highwaters": ["self", "partitions"],
     "_new_transport": ["self"],
+    "_ensure_consumer": ["self"],
+    "_maybe_leave_group": ["self"],
+    "_send_req": ["self", "request"],
 }
 
 
@@ -60,3 +66,46 @@ def test_no_other_module_of_streams_touches_a_private_member_of_faust_or_aiokafk
 
 def test_the_fetch_wait_attribute_is_set_on_aiokafkas_consumer():
     assert "_fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.__init__)
+
+
+def test_the_methods_the_seam_overrides_keep_their_signatures():
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert list(inspect.signature(FaustConsumer.on_partitions_revoked).parameters) == ["self", "revoked"]
+    assert list(inspect.signature(AIOKafkaConsumerThread.on_start).parameters) == ["self"]
+
+
+def test_faust_still_forgets_acked_offsets_before_it_commits_on_revoke():
+    """Why the seam commits first: if Faust ever commits before it forgets, drop the override."""
+    source = inspect.getsource(FaustConsumer.on_partitions_revoked)
+    assert source.index("self._acked.pop") < source.index("self._on_partitions_revoked")
+
+
+class Coordinator:
+    """What leave_in_every_generation touches of aiokafka's GroupCoordinator."""
+
+    def __init__(self, generation: int, instance: str | None = None):
+        self.generation, self._group_instance_id = generation, instance
+        self.group_id, self.member_id = "entwatch", "faust-1"
+        self.sent, self.left_by_aiokafka = [], False
+
+    async def _maybe_leave_group(self):
+        self.left_by_aiokafka = True
+
+    async def _send_req(self, request):
+        self.sent.append(request)
+
+    def reset_generation(self):
+        self.generation, self.member_id = -1, ""
+
+
+def test_a_consumer_in_tansus_generation_0_leaves_its_group_on_stop():
+    first = Coordinator(generation=0)
+    seam.leave_in_every_generation(first)
+    asyncio.run(first._maybe_leave_group())
+    assert [type(r) for r in first.sent] == [LeaveGroupRequest] and not first.left_by_aiokafka
+    assert (first.generation, first.member_id) == (-1, "")
+    for later in (Coordinator(generation=3), Coordinator(generation=0, instance="worker-1")):
+        seam.leave_in_every_generation(later)
+        asyncio.run(later._maybe_leave_group())
+        assert later.left_by_aiokafka and later.sent == []  # aiokafka's own rule: leave, or stay (static)
