@@ -129,7 +129,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         sends = [await deadletter.send(key=key, value=value,  # cut to fit the broker; CloudEvents headers
                                        headers=cloudevents.with_deadletter_headers(
                                            letter, m.topic, m.partition, m.offset, m.timestamp, ce_source))
-                 for m, (key, value, letter) in ((m, deadletter_record(m, r, settings.max_message_bytes))
+                 for m, (key, value, letter) in ((m, deadletter_record(m, r))
                                                  for m, r in result.deadletters)]
         sends += [await topic.send(key=p.uscc.encode(), value=orjson.dumps(p.body), headers=headers(p, ce_source))
                   for topic, published, headers in ((alerts_topic, result.alerts, cloudevents.alert_headers),

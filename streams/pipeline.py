@@ -91,23 +91,22 @@ class DictStates:
 
 
 
-def deadletter_record(message: Message, rejection: Rejection, max_message_bytes: int
+def deadletter_record(message: Message, rejection: Rejection, limit: int = DEADLETTER_MAX_BYTES
                       ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
-    """The dead letter of ``message`` as ``(key, value, headers)``, small enough for the broker.
+    """The dead letter of ``message`` as ``(key, value, headers)``, at most ``limit`` bytes
+    in all so that the broker takes it (an oversize input message can be far larger).
 
-    The value is the original bytes, cut to what fits in half the input limit
-    (``max_message_bytes``) and at most ``DEADLETTER_MAX_BYTES``; a cut one carries
+    The value is the original bytes, cut to fit when they do not; a cut one carries
     ``entwatch.truncated`` (the original size).  Every dead letter carries
     ``entwatch.sha256`` (hex digest of the original bytes); the original can be read again
     from ``entwatch.topic`` / ``entwatch.partition`` / ``entwatch.offset``.  A key or
-    original headers too large for the bound are cut or left out the same way.
+    original headers too large for the bound are cut or left out (``entwatch.headers_dropped``).
 
     >>> big = Message("enterprise.utility", 0, 7, b"k", b"x" * 5000, 0.0)
-    >>> key, value, headers = deadletter_record(big, Rejection("decode", "oversize", "5000 bytes"), 4096)
+    >>> key, value, headers = deadletter_record(big, Rejection("decode", "oversize", "5000 bytes"), 2048)
     >>> len(value) < 2048, dict(headers)["entwatch.truncated"]
     (True, b'5000')
     """
-    limit = min(max_message_bytes // 2, DEADLETTER_MAX_BYTES)
     key, value = message.key, message.value
     headers = deadletter_headers(message, rejection)
     if value is not None:
