@@ -1,21 +1,30 @@
-# entwatch: the two commands are `make setup` and `make test`.
+# entwatch: the two commands are `make demo` and `make test` (each makes .venv when it is missing).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup test unit demo up
+.PHONY: setup test unit demo up console
 
 setup:  ## make a virtualenv in .venv and install entwatch with its test tools
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	@echo "ready: run 'make test', or '. $(VENV)/bin/activate && entwatch up'"
+	@echo "ready: run 'make demo', 'make test', or '. $(VENV)/bin/activate && entwatch up'"
 
-test:   ## every test: unit, doctests, integration on real broker/ClickHouse/chDB
+$(VENV)/bin/entwatch:  ## the environment, made once (make setup) when it is missing
+	$(MAKE) setup
+
+demo: $(VENV)/bin/entwatch  ## the embedded stack fed a simulated city, with the console (prints its URL and a login)
+	$(VENV)/bin/entwatch demo
+
+test: $(VENV)/bin/entwatch  ## every test: unit, doctests, integration on real broker/ClickHouse/chDB/Chromium/PostgreSQL
 	$(PY) -m pytest -q
 
-unit:   ## only the tests that need no service
+unit: $(VENV)/bin/entwatch  ## only the tests that need no service
 	$(PY) -m pytest -q -m "not integration"
 
-up:
+up: $(VENV)/bin/entwatch
 	$(VENV)/bin/entwatch up
+
+console: $(VENV)/bin/entwatch  ## the console alone, on this machine's worker (entwatch up)
+	$(VENV)/bin/entwatch console

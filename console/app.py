@@ -250,15 +250,28 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
 
 
 def evidence_of(alert: dict) -> list[tuple[str, str]]:
-    """An alert's evidence as (name, value) pairs for a table (its JSON, flattened one level).
+    """An alert's evidence as (name, value) lines for a table: a JSON object's keys, or each
+    item of a JSON list (named by its ``metric``).
 
     >>> evidence_of({"evidence": '{"baseline": 120.5, "days": [1, 2]}'})
     [('baseline', '120.5'), ('days', '[1, 2]')]
+    >>> evidence_of({"evidence": '[{"metric": "daily_kwh", "value": 3, "baseline": 90}]'})
+    [('daily_kwh', 'value 3, baseline 90')]
     """
     try:
         found = json.loads(alert.get("evidence") or "{}")
     except ValueError:
         return [("evidence", str(alert.get("evidence")))]
-    if not isinstance(found, dict):
-        return [("evidence", json.dumps(found, ensure_ascii=False))]
-    return [(k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)) for k, v in found.items()]
+    show = lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)  # noqa: E731
+    if isinstance(found, dict):
+        return [(k, show(v)) for k, v in found.items()]
+    if isinstance(found, list):
+        lines = []
+        for n, item in enumerate(found, 1):
+            if isinstance(item, dict):
+                name = str(item.get("metric") or n)
+                lines.append((name, ", ".join(f"{k} {show(v)}" for k, v in item.items() if k != "metric")))
+            else:
+                lines.append((str(n), show(item)))
+        return lines
+    return [("evidence", show(found))]

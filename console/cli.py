@@ -12,11 +12,9 @@ from __future__ import annotations
 import getpass
 import os
 import secrets
-import subprocess
 import sys
+import threading
 import time
-import urllib.request
-from dataclasses import dataclass
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -115,45 +113,59 @@ def serve(console: ConsoleSettings, settings, host: str | None = None, port: int
     return 0
 
 
-@dataclass
-class RunningConsole:
-    """A console child process started by ``entwatch up``/``demo``, with its demo login."""
+class ConsoleThread(threading.Thread):
+    """The console served from a thread of ``entwatch up``/``demo`` (no extra process to own),
+    with its outbox relay; ``stop()`` ends both."""
 
-    proc: subprocess.Popen
-    url: str
-    user: str
-    password: str
+    def __init__(self, settings, demo_user: bool = False):
+        import uvicorn
+
+        from console.app import create_app
+        from console.relay import OutboxRelay
+        from streams.broker import free_port
+        from streams.readapi import open_reader
+
+        super().__init__(name="console", daemon=True)
+        console = ConsoleSettings()
+        store = CaseStore(console.store_url(settings.data_dir))
+        self.user, self.password = None, None
+        if demo_user:  # a fresh random password each run, shown once on the terminal, kept only as a hash
+            self.user, self.password = "demo", secrets.token_urlsafe(12)
+            store.add_user(self.user, self.password, "analyst")
+        port = console.port if console.port and port_is_free(console.host, console.port) else free_port()
+        self.url = f"http://{console.host}:{port}/"
+        self.relay = OutboxRelay(store, settings) if console.relay else None
+        app = create_app(open_reader(settings), store, secure_cookies=console.secure_cookies,
+                         refresh_seconds=console.refresh_seconds)
+        self.server = uvicorn.Server(uvicorn.Config(app, host=console.host, port=port, log_level="warning"))
+
+    def run(self) -> None:
+        self.server.run()
+
+    def __enter__(self) -> "ConsoleThread":
+        if self.relay:
+            self.relay.start()
+        self.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline and self.is_alive():
+            time.sleep(0.1)
+        if not self.server.started:
+            self.stop()
+            raise UserError(f"the console did not start on {self.url}")
+        return self
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.server.should_exit = True
+        if self.relay:
+            self.relay.stop()
+        self.join(10)
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
-def start_console(settings, env: dict, port: int | None = None, timeout: float = 60) -> RunningConsole:
-    """Start ``entwatch console`` as a child of the embedded stack (``env``: the worker's), with a demo
-    analyst whose random password is returned (printed once by the caller, never stored in clear)."""
-    from streams.broker import free_port
+def port_is_free(host: str, port: int) -> bool:
+    import socket
 
-    console = ConsoleSettings()
-    port = port or free_port()
-    password = secrets.token_urlsafe(12)
-    CaseStore(console.store_url(settings.data_dir)).add_user("demo", password, "analyst")
-    log = open(settings.data_dir / "console.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "console", "--port", str(port)],
-                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
-    url = f"http://{console.host}:{port}/"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(url + "login", timeout=2):
-                return RunningConsole(proc, url, "demo", password)
-        except OSError:
-            time.sleep(0.3)
-    RunningConsole(proc, url, "demo", password).stop()
-    raise UserError(f"the console did not start; see {settings.data_dir / 'console.log'}")
+    with socket.socket() as s:
+        return s.connect_ex((host, port)) != 0

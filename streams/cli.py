@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from console.cli import ConsoleThread
 from streams import reconcile, schemas
 from streams.errors import UserError
 from streams.readapi import ReadError, WorkerReader, open_reader, worker_url
@@ -92,9 +93,12 @@ def cmd_up(args) -> int:
         print(f"  metrics  {stack.metrics_url}/metrics", flush=True)
         print(f"  read     {stack.metrics_url}/read/counts   (named queries: {stack.metrics_url}/read; "
               f"header Authorization: Bearer <the token in {stack.settings.token_file()}>)", flush=True)
+        console = ConsoleThread(stack.settings).__enter__()  # a thread: the stack's children stay broker + worker
+        print(f"  console  {console.url}   (users: entwatch console adduser NAME --role analyst)", flush=True)
         print("Send events with: entwatch replay FILE.jsonl --broker " + stack.broker.url, flush=True)
         print("Stop with Ctrl-C.", flush=True)
         stack.wait()
+        console.stop()
     print("entwatch stopped.", flush=True)
     return 0
 
@@ -250,6 +254,9 @@ def cmd_demo(args) -> int:
         print(f"  storage   {stack.settings.effective_storage_url()}", flush=True)
         print(f"  broker    {stack.broker.url}   (Tansu, in memory)", flush=True)
         print(f"  alerts    entwatch alerts --worker {url} --follow", flush=True)
+        console = ConsoleThread(stack.settings, demo_user=True).__enter__()
+        print(f"  console   {console.url}   log in as {console.user} / {console.password}  (an analyst, "
+              "this run's password)", flush=True)
         print("Ctrl-C stops.", flush=True)
         clock: dict = {"at": None, "done": False, "error": None}
         stop = threading.Event()
@@ -275,6 +282,7 @@ def cmd_demo(args) -> int:
                 break
             print("  " + demo_status(stack.reader, clock), flush=True)
         stop.set()
+        console.stop()
     print("entwatch stopped.", flush=True)
     return 0
 
