@@ -1057,19 +1057,23 @@ def write_files(config: SimulationConfig, events_path, truth_path,
     dumps = orjson.dumps
     with events_path.open("wb") as f:
         buf: list[bytes] = []
+        held = 0   # bytes in buf: a monthly hourly upload is 60 kB, so count bytes, not lines
         for obj, tag in _Engine(config).events(progress):
             tags[tag] += 1
             if isinstance(obj, str):
-                buf.append(obj.encode() + b"\n")
+                line = obj.encode() + b"\n"
             else:
                 if tag != "malformed":
                     by_kind[obj["kind"]] += 1
                     if obj["kind"] == "utility":
                         readings += len(obj["readings"])
-                buf.append(dumps(obj) + b"\n")
-            if len(buf) >= 4096:
+                line = dumps(obj) + b"\n"
+            buf.append(line)
+            held += len(line)
+            if held >= 1 << 20:
                 f.write(b"".join(buf))
                 buf.clear()
+                held = 0
         f.write(b"".join(buf))
     truth = ground_truth(config)
     write_truth(config, truth_path, truth)
