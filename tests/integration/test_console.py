@@ -151,8 +151,12 @@ def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worke
         page.goto(f"{url}/inbox?lang=en")
         page.wait_for_selector("#inbox-rows tr[data-alert]")
         shot(page, "inbox")
+        with page.expect_response(lambda r: "/inbox/rows" in r.url, timeout=10_000) as polled:
+            pass  # htmx asks for the rows again every ENTWATCH_CONSOLE_REFRESH_SECONDS (2 s here)
+        assert polled.value.status == 200 and "data-alert" in polled.value.text()
         alert_id = page.locator("#inbox-rows tr[data-alert]").first.get_attribute("data-alert")
         page.goto(f"{url}/cases/{alert_id}?lang=zh")
+        shot(page, "case-open")
         page.click("#acknowledge")
         page.fill("#assignee-input", "虎门镇市场监管所")
         page.click("#assign")
@@ -165,7 +169,7 @@ def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worke
         actions = page.eval_on_selector_all("#history tr[data-action]", "rows => rows.map(r => r.dataset.action)")
         assert actions == ["acknowledge", "assign", "note", "resolve"]
         assert "已电话联系企业" in page.inner_text("#history") and page.inner_text("#state") == "已办结"
-        shot(page, "case")
+        shot(page, "case-resolved")
 
         with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
             published = pool.submit(read_topic, broker.bootstrap, cases_topic(Settings()), 5, 15).result()
