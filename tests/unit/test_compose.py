@@ -156,3 +156,14 @@ def test_the_image_binds_all_interfaces_only_inside_the_container_and_checks_rea
 
 def test_the_deployed_workers_keep_their_records_in_rocksdb():
     assert SERVICES["worker"]["environment"]["ENTWATCH_STATE_STORE"] == "rocksdb"
+
+
+def test_the_console_reads_as_the_read_only_user_keeps_cases_on_a_volume_and_listens_on_loopback():
+    console = SERVICES["console"]
+    env = console["environment"]
+    assert console["command"] == ["console"] and console["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert env["ENTWATCH_READER_PASSWORD"] == "${CLICKHOUSE_READER_PASSWORD:?set it in .env}"
+    assert "entwatch_writer" not in env["ENTWATCH_STORAGE_URL"] and "ENTWATCH_STORAGE_PASSWORD" not in env
+    assert any(v.split(":")[0] in COMPOSE["volumes"] and v.split(":")[1] == env["ENTWATCH_DATA_DIR"]
+               for v in console["volumes"])
+    assert all(p.startswith("127.0.0.1:") for p in console["ports"])
