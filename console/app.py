@@ -7,6 +7,8 @@ typed read API: every value a browser sends is a parameter of a named query
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -28,6 +30,9 @@ from streams.readparams import ParamError
 HERE = Path(__file__).parent
 SESSION_HOURS = 12
 FILTERS = ("town", "industry", "rule", "severity")
+CASE_STATES = ("new", "acknowledged", "resolved")
+SORTS = ("score", "name", "town", "industry", "updated_at")
+CSV_COLUMNS = ("uscc", "name", "town", "industry", "score", "level", "rules", "updated_at", "case_state")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
 
@@ -87,9 +92,9 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
 
     async def checked_form(request: Request) -> dict:
         """The form of a state-changing request, after its CSRF token (403 without it)."""
-        form = dict(await request.form())
+        form = await request.form()
         expected = request.state.user["csrf"] if request.state.user else request.state.login_csrf
-        if not same_token(expected, form.pop(CSRF_FIELD, None) or request.headers.get(CSRF_HEADER)):
+        if not same_token(expected, form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)):
             raise Refused(403, "missing or wrong CSRF token: reload the page and try again")
         return form
 
@@ -98,6 +103,12 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
 
     def filters_of(request: Request) -> dict:
         return {k: request.query_params.get(k) or None for k in FILTERS}
+
+    def state_of(request: Request) -> str | None:
+        state = request.query_params.get("state") or None
+        if state not in (None, *CASE_STATES):
+            raise Refused(400, f"state: must be one of {', '.join(CASE_STATES)}")
+        return state
 
     def read(name: str, **params) -> list[dict]:
         try:
@@ -155,30 +166,72 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
     async def supervision(request: Request):
         if request.state.user is None:
             return login_redirect(request)
-        filters = filters_of(request)
-        rows = read("console_supervision", **filters)
+        filters, rows = supervision_rows(request)
         by_town: dict[str, int] = {}
         for row in rows:
             by_town[row["town"]] = by_town.get(row["town"], 0) + 1
         return render(request, "supervision.html", rows=rows, filters=filters, facets=facets(),
-                      by_town=sorted(by_town.items(), key=lambda kv: (-kv[1], kv[0])))
+                      by_town=sorted(by_town.items(), key=lambda kv: (-kv[1], kv[0])), query=request.url.query,
+                      sort=request.query_params.get("sort") or "score")
+
+    @app.get("/supervision.csv")
+    async def supervision_csv(request: Request):
+        signed_in(request)
+        _, rows = supervision_rows(request)
+        return Response(supervision_table(rows), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="supervision.csv"'})
+
+    def supervision_rows(request: Request) -> tuple[dict, list[dict]]:
+        """The list's rows after the read API's filters, the case-state filter and the sort."""
+        filters = filters_of(request)
+        rows = read("console_supervision", **filters)
+        states = store.enterprise_states([r["uscc"] for r in rows])
+        for row in rows:
+            row["case_state"] = states.get(row["uscc"], "new")
+        state = state_of(request)
+        filters["state"] = state
+        rows = [r for r in rows if state in (None, r["case_state"])]
+        sort = request.query_params.get("sort") or "score"
+        if sort not in SORTS:
+            raise Refused(400, f"sort: must be one of {', '.join(SORTS)}")
+        if sort != "score":
+            rows.sort(key=lambda r: (str(r[sort]), -r["score"]))
+        return filters, rows
 
     @app.get("/inbox", response_class=HTMLResponse)
     async def inbox(request: Request):
         if request.state.user is None:
             return login_redirect(request)
         filters = filters_of(request)
+        filters["state"] = state_of(request)
         return render(request, "inbox.html", filters=filters, facets=facets(), query=request.url.query,
                       **inbox_rows(filters))
 
     @app.get("/inbox/rows", response_class=HTMLResponse)
     async def inbox_partial(request: Request):
         signed_in(request)
-        return render(request, "inbox_rows.html", **inbox_rows(filters_of(request)))
+        return render(request, "inbox_rows.html", **inbox_rows({**filters_of(request), "state": state_of(request)}))
 
     def inbox_rows(filters: dict) -> dict:
-        alerts = read("console_inbox", **filters)
-        return {"alerts": alerts, "states": store.states([a["alert_id"] for a in alerts])}
+        state = filters.get("state")
+        alerts = read("console_inbox", **{k: v for k, v in filters.items() if k != "state"})
+        states = store.states([a["alert_id"] for a in alerts])
+        if state:
+            alerts = [a for a in alerts if states.get(a["alert_id"], "new") == state]
+        return {"alerts": alerts, "states": states}
+
+    @app.post("/inbox/acknowledge")
+    async def bulk_acknowledge(request: Request):
+        """Acknowledge every checked alert that has no case yet (one transaction each)."""
+        user = signed_in(request)
+        form = await checked_form(request)
+        if user["role"] not in ("analyst", "admin"):
+            raise Refused(403, "viewers cannot change cases")
+        chosen = form.getlist("alert_id")[:500]
+        fresh = set(chosen) - set(store.states(chosen))
+        for alert_id in sorted(fresh):
+            store.act(alert_id, one_alert(alert_id)["uscc"], "acknowledge", user["name"])
+        return RedirectResponse(f"/inbox?{request.url.query}", status_code=303)
 
     def facets() -> dict:
         found: dict[str, list] = {"town": [], "industry": []}
@@ -247,6 +300,31 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
                             status_code=exc.status)
 
     return app
+
+
+def supervision_table(rows: list[dict]) -> str:
+    """The supervision list as CSV with a byte-order mark (Excel opens it as UTF-8).
+
+    >>> supervision_table([{"uscc": "U", "name": "甲", "town": "t", "industry": "i", "score": 81.0, "level": "high",
+    ...                     "rules": ["utility_drop", "tax_zero_streak"], "updated_at": "2024", "case_state": "new"}])
+    '\\ufeffuscc,name,town,industry,score,level,rules,updated_at,case_state\\r\\nU,甲,t,i,81.0,high,utility_drop;tax_zero_streak,2024,new\\r\\n'
+    """
+    out = io.StringIO()
+    out.write("\ufeff")
+    table = csv.writer(out)
+    table.writerow(CSV_COLUMNS)
+    for row in rows:
+        table.writerow([_cell(";".join(row[c]) if c == "rules" else row[c]) for c in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def _cell(value):
+    """A CSV cell that a spreadsheet will not run as a formula (``=``, ``+``, ``-``, ``@`` first).
+
+    >>> _cell("=HYPERLINK(1)"), _cell(-3.5), _cell("虎门镇")
+    ("'=HYPERLINK(1)", -3.5, '虎门镇')
+    """
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def evidence_of(alert: dict) -> list[tuple[str, str]]:

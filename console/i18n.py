@@ -38,6 +38,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "utility_drop": "用量骤降", "utility_spike": "用量激增", "dormant_entity": "疑似空壳",
         "tax_zero_streak": "连续零申报", "tax_sales_drop": "销售额骤降", "sales_energy_mismatch": "产销能耗背离",
         "headcount_drop": "参保人数骤降", "complaint_burst": "投诉激增",
+        "sort": "排序", "export": "导出 CSV（Excel 可打开）", "bulk_acknowledge": "批量确认接收所选预警", "select": "选择",
+        "updated_at": "更新时间",
     },
     "en": {
         "title": "Enterprise monitoring centre", "supervision": "Supervision list", "inbox": "Alert inbox",
@@ -67,6 +69,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "tax_zero_streak": "zero-return streak", "tax_sales_drop": "sales drop",
         "sales_energy_mismatch": "sales/energy mismatch", "headcount_drop": "headcount drop",
         "complaint_burst": "complaint burst",
+        "sort": "Sort by", "export": "Export CSV (opens in Excel)", "bulk_acknowledge": "Acknowledge the selected alerts",
+        "select": "select", "updated_at": "Updated",
     },
 }
 

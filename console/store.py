@@ -236,6 +236,18 @@ class CaseStore:
             rows = db.execute(sa.select(cases.c.case_id, cases.c.state).where(cases.c.case_id.in_(case_ids)))
             return {r.case_id: r.state for r in rows}
 
+    def enterprise_states(self, usccs: list[str]) -> dict[str, str]:
+        """Per enterprise with cases: ``acknowledged`` while any case is unresolved, else ``resolved``."""
+        if not usccs:
+            return {}
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(cases.c.uscc, cases.c.state).where(cases.c.uscc.in_(usccs)))
+            found: dict[str, str] = {}
+            for row in rows:
+                if row.state != "resolved" or row.uscc not in found:
+                    found[row.uscc] = "acknowledged" if row.state != "resolved" else "resolved"
+            return found
+
     def history(self, case_id: str) -> list[dict]:
         """The case's actions, oldest first, with their details parsed."""
         with self.engine.connect() as db:

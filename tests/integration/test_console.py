@@ -197,6 +197,17 @@ def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worke
         assert viewer.request.post(f"{url}/cases/{other}/acknowledge", form={"csrf": token}).status == 403
         seen.goto(f"{url}/cases/{other}")
         assert seen.inner_text("#history").count("\n") <= 1 and viewer_problems == []
+
+        # Bulk acknowledge: the ticked alert survives the inbox's refreshes, then leaves the "new" view.
+        page.goto(f"{url}/inbox?state=new")
+        box = page.locator("#inbox-rows input[name=alert_id]").first
+        chosen = box.get_attribute("value")
+        box.check()
+        page.wait_for_timeout(4500)  # two refresh periods: polling waits while something is ticked
+        assert page.locator(f'#inbox-rows input[value="{chosen}"]').is_checked()
+        page.click("#bulk-acknowledge")
+        page.wait_for_selector("#inbox-rows tr")
+        assert page.locator(f'#inbox-rows tr[data-alert="{chosen}"]').count() == 0
     finally:
         chromium.close()
         driver.stop()

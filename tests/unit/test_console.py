@@ -165,3 +165,34 @@ def test_the_inbox_polls_its_rows_and_the_enterprise_page_carries_its_chart_data
 def test_pages_forbid_scripts_from_elsewhere(console):
     client, _, _ = console
     assert "script-src 'self'" in client.get("/login").headers["content-security-policy"]
+
+
+def test_the_supervision_list_exports_csv_for_excel_and_filters_by_case_state(console):
+    client, store, _ = console
+    log_in(client, "li", "analyst password")
+    answer = client.get("/supervision.csv?town=虎门镇")
+    assert answer.headers["content-type"].startswith("text/csv") and answer.text.startswith("\ufeffuscc,")
+    assert f"{USCC},东莞精密五金有限公司,虎门镇" in answer.text
+    assert USCC in client.get("/supervision?state=new").text
+    store.act("a-1", USCC, "acknowledge", actor="li")
+    assert f'data-uscc="{USCC}"' not in client.get("/supervision?state=new").text
+    assert f'data-uscc="{USCC}"' in client.get("/supervision?state=acknowledged").text
+    assert client.get("/supervision?state=lost").status_code == 400
+    assert client.get("/supervision?sort=1;DROP").status_code == 400
+
+
+def test_bulk_acknowledge_acknowledges_the_ticked_alerts_once_and_a_viewer_cannot(console):
+    client, store, _ = console
+    log_in(client, "wang", "viewer password")
+    page = client.get("/inbox").text
+    assert 'id="bulk-acknowledge"' not in page
+    assert client.post("/inbox/acknowledge", data={"csrf": csrf_of(page), "alert_id": ["a-1"]}).status_code == 403
+    client.cookies.clear()
+    log_in(client, "li", "analyst password")
+    token = csrf_of(client.get("/inbox").text)
+    assert 'name="alert_id" value="a-1"' in client.get("/inbox/rows").text
+    for _ in range(2):  # a second submission finds the case there and adds nothing
+        client.post("/inbox/acknowledge", data={"csrf": token, "alert_id": ["a-1"]})
+    assert [h["action"] for h in store.history("a-1")] == ["acknowledge"]
+    assert client.get("/inbox?state=acknowledged").text.count('data-alert="a-1"') == 1
+    assert 'data-alert="a-1"' not in client.get("/inbox/rows?state=new").text
