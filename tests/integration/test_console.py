@@ -263,3 +263,49 @@ def test_the_case_store_keeps_every_action_and_the_relay_publishes_each_once(sto
     events = [json.loads(r.value) for r in read_topic(broker.bootstrap, cases_topic(settings), 5, timeout=20)]
     assert [e["event_id"] for e in events if e["case_id"] == case_id] == [r["event_id"] for r in pending]
     relay._close()
+
+
+CRASHING_RELAY = """
+import os, sys
+from console.relay import OutboxRelay
+from console.store import CaseStore
+from streams.settings import Settings
+
+store = CaseStore(sys.argv[1])
+for action, detail in (("acknowledge", {}), ("assign", {"assignee": "长安镇"}), ("resolve", {"outcome": "confirmed"})):
+    store.act("case-crash", sys.argv[3], action, actor="li", **detail)
+marked = []
+real_mark = store.mark_sent
+
+def mark_then_die(row_id):
+    if marked:  # the second event: the broker has acknowledged it, the mark never happens
+        os._exit(9)
+    marked.append(row_id)
+    real_mark(row_id)
+
+store.mark_sent = mark_then_die
+OutboxRelay(store, Settings(broker_url=sys.argv[2], topic_prefix="crash.")).drain()
+"""
+
+
+def test_a_console_killed_between_the_brokers_acknowledgement_and_the_mark_loses_nothing(broker, tmp_path):
+    """At least once with a stable id: the re-sent event is a duplicate a subscriber drops."""
+    url = f"sqlite:///{tmp_path / 'console.db'}"
+    child = subprocess.run([sys.executable, "-c", CRASHING_RELAY, url, broker.url, USCC], capture_output=True,
+                           text=True, timeout=120)
+    assert child.returncode == 9, child.stderr
+    store = CaseStore(url)
+    history = [h["event_id"] for h in store.history("case-crash")]
+    assert len(history) == 3 and len(store.unsent()) == 2  # the first was marked; the second sent, not marked
+    settings = Settings(broker_url=broker.url, topic_prefix="crash.")
+    relay = OutboxRelay(store, settings)
+    assert relay.drain() == 2 and store.unsent() == []
+    relay._close()
+    records = read_topic(broker.bootstrap, cases_topic(settings), 5, timeout=15)
+    sent = [json.loads(r.value)["event_id"] for r in records]
+    assert sent == [history[0], history[1], history[1], history[2]]  # nothing lost; one re-send
+    seen: list[str] = []
+    for event_id in sent:  # what docs/CONSOLE.md asks of a subscriber
+        if event_id not in seen:
+            seen.append(event_id)
+    assert seen == history
