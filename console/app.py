@@ -230,7 +230,8 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
         chosen = form.getlist("alert_id")[:500]
         fresh = set(chosen) - set(store.states(chosen))
         for alert_id in sorted(fresh):
-            store.act(alert_id, one_alert(alert_id)["uscc"], "acknowledge", user["name"])
+            alert = one_alert(alert_id)
+            store.act(alert_id, alert["uscc"], "acknowledge", user["name"], rule=alert["rule"])
         return RedirectResponse(f"/inbox?{request.url.query}", status_code=303)
 
     def facets() -> dict:
@@ -283,10 +284,16 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
         alert = one_alert(alert_id)
         details = {k: form.get(k) for k in ("assignee", "note", "due_on", "outcome") if form.get(k)}
         try:
-            store.act(alert_id, alert["uscc"], action, user["name"], **details)
+            store.act(alert_id, alert["uscc"], action, user["name"], rule=alert["rule"], **details)
         except CaseError as exc:
             return RedirectResponse(f"/cases/{quote(alert_id, safe='')}?error={quote(str(exc))}", status_code=303)
         return RedirectResponse(f"/cases/{quote(alert_id, safe='')}", status_code=303)
+
+    @app.get("/outcomes", response_class=HTMLResponse)
+    async def outcomes(request: Request):
+        if request.state.user is None:
+            return login_redirect(request)
+        return render(request, "outcomes.html", report=store.precision())
 
     def one_alert(alert_id: str) -> dict:
         rows = read("console_alert", alert_id=alert_id)

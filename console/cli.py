@@ -52,6 +52,8 @@ def add_arguments(p) -> None:
                                        "ENTWATCH_CONSOLE_PASSWORD")
     u.add_argument("name")
     u.add_argument("--role", choices=ROLES, default="analyst")
+    o = sub.add_parser("outcomes", help="precision per rule from the outcomes analysts recorded")
+    o.add_argument("--json", action="store_true", help="one JSON object per rule")
 
 
 def command(args) -> int:
@@ -61,6 +63,8 @@ def command(args) -> int:
     console = ConsoleSettings()
     if getattr(args, "console_command", None) == "adduser":
         return adduser(console, settings, args.name, args.role)
+    if getattr(args, "console_command", None) == "outcomes":
+        return outcomes(CaseStore(console.store_url(settings.data_dir)), args.json)
     return serve(console, settings, host=args.host, port=args.port, worker=args.worker)
 
 
@@ -77,6 +81,24 @@ def adduser(console: ConsoleSettings, settings, name: str, role: str) -> int:
     except CaseError as exc:
         raise UserError(str(exc)) from None
     print(f"user {name} ({role}) saved")
+    return 0
+
+
+def outcomes(store: CaseStore, as_json: bool = False) -> int:
+    """Print the outcomes of resolved cases per rule, with the precision (confirmed / resolved)."""
+    import json
+
+    report = store.precision()
+    if as_json:
+        for row in report:
+            print(json.dumps(row))
+        return 0
+    print(f"{'rule':<24}{'confirmed':>10}{'explained':>10}{'false':>7}{'resolved':>9}{'precision':>10}{'real':>7}")
+    for r in report:
+        print(f"{r['rule']:<24}{r['confirmed']:>10}{r['explained']:>10}{r['false_alarm']:>7}{r['resolved']:>9}"
+              f"{r['precision']:>10.0%}{r['real']:>7.0%}")
+    if not report:
+        print("no resolved case yet")
     return 0
 
 

@@ -39,7 +39,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "tax_zero_streak": "连续零申报", "tax_sales_drop": "销售额骤降", "sales_energy_mismatch": "产销能耗背离",
         "headcount_drop": "参保人数骤降", "complaint_burst": "投诉激增",
         "sort": "排序", "export": "导出 CSV（Excel 可打开）", "bulk_acknowledge": "批量确认接收所选预警", "select": "选择",
-        "updated_at": "更新时间",
+        "updated_at": "更新时间", "outcomes": "处置结论统计", "precision": "准确率（确认违规）",
+        "real_share": "确有异常（违规或已说明）",
+        "outcomes_help": "按规则统计已办结的处置结论：准确率 = 确认违规 / 已办结。",
     },
     "en": {
         "title": "Enterprise monitoring centre", "supervision": "Supervision list", "inbox": "Alert inbox",
@@ -70,7 +72,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "sales_energy_mismatch": "sales/energy mismatch", "headcount_drop": "headcount drop",
         "complaint_burst": "complaint burst",
         "sort": "Sort by", "export": "Export CSV (opens in Excel)", "bulk_acknowledge": "Acknowledge the selected alerts",
-        "select": "select", "updated_at": "Updated",
+        "select": "select", "updated_at": "Updated", "outcomes": "Outcomes", "precision": "Precision (confirmed)",
+        "real_share": "Real anomalies (confirmed or explained)",
+        "outcomes_help": "Resolved cases by rule and outcome: precision = confirmed / resolved.",
     },
 }
 

@@ -11,6 +11,9 @@ the same stable ``event_id``: the action and its publication are never apart.
 >>> event = store.act("A1", "914403001922038216", "acknowledge", actor="li")
 >>> store.case("A1")["state"], event["action"], event["actor"]
 ('acknowledged', 'acknowledge', 'li')
+>>> _ = store.act("A2", "914403001922038216", "resolve", actor="li", rule="utility_drop", outcome="false_alarm")
+>>> [(r["rule"], r["false_alarm"], r["precision"]) for r in store.precision()]
+[('utility_drop', 1, 0.0)]
 >>> store.act("A1", "914403001922038216", "resolve", actor="li", outcome="maybe")
 Traceback (most recent call last):
 ...
@@ -71,6 +74,7 @@ sessions = sa.Table("console_sessions", metadata,
 cases = sa.Table("cases", metadata,
                  sa.Column("case_id", sa.String(128), primary_key=True),
                  sa.Column("uscc", sa.String(18), nullable=False, index=True),
+                 sa.Column("rule", sa.String(32)),
                  sa.Column("state", sa.String(16), nullable=False),
                  sa.Column("assignee", sa.String(64)),
                  sa.Column("due_on", sa.Date),
@@ -180,14 +184,14 @@ class CaseStore:
 
     # ------------------------------------------------------------ cases
 
-    def act(self, case_id: str, uscc: str, action: str, actor: str, **given) -> dict:
-        """Take ``action`` on the case of alert ``case_id``: one transaction writing the case,
-        its history, the audit log and the outbox. Returns the published case event."""
+    def act(self, case_id: str, uscc: str, action: str, actor: str, rule: str | None = None, **given) -> dict:
+        """Take ``action`` on the case of alert ``case_id`` (an alert of ``rule``): one transaction
+        writing the case, its history, the audit log and the outbox. Returns the published case event."""
         detail = _check(action, given)
         at = now()
         with self.engine.begin() as db:
             row = _row(db.execute(sa.select(cases).where(cases.c.case_id == case_id).with_for_update()).first())
-            case = row or {"case_id": case_id, "uscc": uscc, "state": "new", "assignee": None, "due_on": None,
+            case = row or {"case_id": case_id, "uscc": uscc, "rule": rule, "state": "new", "assignee": None, "due_on": None,
                            "outcome": None, "version": 0}
             if case["state"] == "resolved":
                 raise CaseError("action", "the case is resolved")
@@ -210,7 +214,7 @@ class CaseStore:
                                                      action=action, actor=actor, at=at, detail=text))
             self._audit(db, actor, action, case_id, detail)
             event = {"schema_version": SCHEMA_VERSION, "event_id": event_id, "case_id": case_id,
-                     "alert_id": case_id, "uscc": case["uscc"], "version": changed["version"], "action": action,
+                     "alert_id": case_id, "uscc": case["uscc"], "rule": case["rule"], "version": changed["version"], "action": action,
                      "actor": actor, "at": at.isoformat(), "state": changed["state"],
                      "assignee": changed["assignee"], "outcome": changed["outcome"],
                      "due_on": changed["due_on"].isoformat() if changed["due_on"] else None,
@@ -254,6 +258,25 @@ class CaseStore:
             rows = db.execute(sa.select(case_events).where(case_events.c.case_id == case_id)
                               .order_by(case_events.c.version))
             return [dict(_row(r), detail=json.loads(r.detail)) for r in rows]
+
+    def precision(self) -> list[dict]:
+        """Per rule, the outcomes analysts recorded: how many resolved cases were ``confirmed``,
+        ``explained`` and ``false_alarm``, and the precision (confirmed / resolved) and the share
+        that were real anomalies ((confirmed + explained) / resolved)."""
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(cases.c.rule, cases.c.outcome, sa.func.count().label("n"))
+                              .where(cases.c.state == "resolved").group_by(cases.c.rule, cases.c.outcome))
+            by_rule: dict[str, dict] = {}
+            for row in rows:
+                counts = by_rule.setdefault(row.rule or "?", {o: 0 for o in OUTCOMES})
+                counts[row.outcome] = row.n
+        report = []
+        for rule, counts in sorted(by_rule.items()):
+            resolved = sum(counts.values())
+            report.append({"rule": rule, **counts, "resolved": resolved,
+                           "precision": counts["confirmed"] / resolved,
+                           "real": (counts["confirmed"] + counts["explained"]) / resolved})
+        return report
 
     # ------------------------------------------------------------ outbox
 

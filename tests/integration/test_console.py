@@ -170,6 +170,10 @@ def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worke
         assert actions == ["acknowledge", "assign", "note", "resolve"]
         assert "已电话联系企业" in page.inner_text("#history") and page.inner_text("#state") == "已办结"
         shot(page, "case-resolved")
+        page.goto(f"{url}/outcomes")
+        rule = worker.read("console_alert", alert_id=alert_id)[0]["rule"]
+        assert page.eval_on_selector_all("#outcomes tr[data-rule]", "rows => rows.map(r => r.dataset.rule)") == [rule]
+        shot(page, "outcomes")
 
         with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
             published = pool.submit(read_topic, broker.bootstrap, cases_topic(Settings()), 5, 15).result()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 from fastapi.testclient import TestClient
@@ -196,3 +198,21 @@ def test_bulk_acknowledge_acknowledges_the_ticked_alerts_once_and_a_viewer_canno
     assert [h["action"] for h in store.history("a-1")] == ["acknowledge"]
     assert client.get("/inbox?state=acknowledged").text.count('data-alert="a-1"') == 1
     assert 'data-alert="a-1"' not in client.get("/inbox/rows?state=new").text
+
+
+def test_outcomes_give_the_precision_per_rule_on_the_page_and_the_command(console, tmp_path):
+    client, store, _ = console
+    log_in(client, "li", "analyst password")
+    token = csrf_of(client.get("/cases/a-1").text)
+    client.post("/cases/a-1/resolve", data={"csrf": token, "outcome": "confirmed"})
+    store.act("b-2", USCC, "resolve", actor="li", rule="utility_drop", outcome="false_alarm")
+    store.act("c-3", USCC, "resolve", actor="li", rule="headcount_drop", outcome="explained")
+    assert store.precision() == [
+        {"rule": "headcount_drop", "confirmed": 0, "explained": 1, "false_alarm": 0, "resolved": 1, "precision": 0.0,
+         "real": 1.0},
+        {"rule": "utility_drop", "confirmed": 1, "explained": 0, "false_alarm": 1, "resolved": 2, "precision": 0.5,
+         "real": 0.5}]
+    assert '<tr data-rule="utility_drop"><td>用量骤降</td>' in client.get("/outcomes").text
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "console", "outcomes"], capture_output=True, text=True,
+                          timeout=60, env={"ENTWATCH_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0 and "no resolved case yet" in done.stdout, done.stderr
