@@ -261,7 +261,8 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
                  "water": {r["day"]: r["amount"] for r in series if r["utility"] == "water"},
                  "windows": [[a["window_start"], a["window_end"]] for a in alerts]}
         return render(request, "enterprise.html", e=found[0], alerts=alerts, chart=json.dumps(chart).replace("<", "\\u003c"),
-                      tax=read("monthly", uscc=uscc, kind="tax"), cases=store.cases_for(uscc),
+                      tax=read("monthly", uscc=uscc, kind="tax"), social=read("monthly", uscc=uscc, kind="social"),
+                      complaints=read("console_complaints_weekly", uscc=uscc), cases=store.cases_for(uscc),
                       states=store.states([a["alert_id"] for a in alerts]), evidence=evidence_of)
 
     @app.get("/cases/{alert_id}", response_class=HTMLResponse)

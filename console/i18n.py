@@ -40,7 +40,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "headcount_drop": "参保人数骤降", "complaint_burst": "投诉激增",
         "sort": "排序", "export": "导出 CSV（Excel 可打开）", "bulk_acknowledge": "批量确认接收所选预警", "select": "选择",
         "updated_at": "更新时间", "outcomes": "处置结论统计", "precision": "准确率（确认违规）",
-        "real_share": "确有异常（违规或已说明）",
+        "real_share": "确有异常（违规或已说明）", "social": "社保参保", "headcount": "参保人数",
+        "complaints": "每周投诉", "week": "周",
         "outcomes_help": "按规则统计已办结的处置结论：准确率 = 确认违规 / 已办结。",
     },
     "en": {
@@ -73,7 +74,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "complaint_burst": "complaint burst",
         "sort": "Sort by", "export": "Export CSV (opens in Excel)", "bulk_acknowledge": "Acknowledge the selected alerts",
         "select": "select", "updated_at": "Updated", "outcomes": "Outcomes", "precision": "Precision (confirmed)",
-        "real_share": "Real anomalies (confirmed or explained)",
+        "real_share": "Real anomalies (confirmed or explained)", "social": "Social insurance",
+        "headcount": "Insured headcount", "complaints": "Complaints by week", "week": "Week",
         "outcomes_help": "Resolved cases by rule and outcome: precision = confirmed / resolved.",
     },
 }

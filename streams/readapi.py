@@ -184,6 +184,11 @@ QUERIES: dict[str, NamedQuery] = {
         "GROUP BY town UNION ALL SELECT 'industry' AS what, industry AS value, count() AS n FROM enterprises FINAL "
         "GROUP BY industry) ORDER BY what, value",
         {}),
+    "console_complaints_weekly": NamedQuery(
+        "An enterprise's complaints by week (Monday of the week, UTC), oldest first.",
+        "SELECT toString(toMonday(event_time)) AS week, count() AS complaints "
+        "FROM (SELECT * FROM complaints FINAL {where}) GROUP BY week ORDER BY week",
+        {"uscc": Uscc()}, required=("uscc",), filters={"uscc": "uscc = {uscc:String}"}),
     "counts": NamedQuery(
         "What is stored (each row once): events by kind, dead letters, alerts by status (what `entwatch demo` "
         "prints).",

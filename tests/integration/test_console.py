@@ -313,3 +313,42 @@ def test_a_console_killed_between_the_brokers_acknowledgement_and_the_mark_loses
         if event_id not in seen:
             seen.append(event_id)
     assert seen == history
+
+
+def test_the_consoles_named_queries_answer_what_storage_holds_on_both_backends(start_worker, broker, city):
+    """clickhouse-server 18.16 (as entwatch_reader) and chDB answer the console's reads alike."""
+    worker = start_worker()
+    replay(city, broker.url)
+    lines = len(city.read_bytes().splitlines())
+    wait_until(lambda: _metric(worker.metrics(), "entwatch_processing_latency_seconds_count") >= lines - 50,
+               timeout=240, what="the city consumed")
+    wait_until(lambda: worker.scalar("SELECT count() FROM risk FINAL WHERE score >= 60"), timeout=60,
+               what="enterprises with risk >= 60")
+    time.sleep(3)
+    risky = {r["uscc"] for r in worker.query("SELECT uscc FROM risk FINAL WHERE score >= 60")}
+    listed = worker.read("console_supervision")
+    assert {r["uscc"] for r in listed} == risky and all(r["name"] and r["town"] for r in listed)
+    town = listed[0]["town"]
+    assert {r["uscc"] for r in worker.read("console_supervision", town=town)} == {
+        r["uscc"] for r in listed if r["town"] == town}
+    rule = listed[0]["rules"][0]
+    assert {r["uscc"] for r in worker.read("console_supervision", rule=rule)} == {
+        r["uscc"] for r in listed if rule in r["rules"]}
+    critical = {r["uscc"] for r in worker.query("SELECT uscc FROM alerts FINAL WHERE status = 'open' "
+                                                "AND severity = 'critical'")}
+    assert {r["uscc"] for r in worker.read("console_supervision", severity="critical")} == risky & critical
+
+    inbox = worker.read("console_inbox", limit=10000)
+    assert len(inbox) == worker.scalar("SELECT count() FROM alerts FINAL WHERE status = 'open'") > 0
+    assert [a["detected_at"] for a in inbox] == sorted((a["detected_at"] for a in inbox), reverse=True)
+    assert {a["alert_id"] for a in worker.read("console_inbox", town=town, limit=10000)} == {
+        a["alert_id"] for a in inbox if a["town"] == town}
+    assert worker.read("console_alert", alert_id=inbox[0]["alert_id"]) == [inbox[0]]
+
+    facets = worker.read("console_facets")
+    assert sum(f["n"] for f in facets if f["what"] == "town") == worker.scalar(
+        "SELECT count() FROM enterprises FINAL")
+    complainer = worker.scalar("SELECT uscc FROM complaints FINAL GROUP BY uscc ORDER BY count() DESC, uscc LIMIT 1")
+    weekly = worker.read("console_complaints_weekly", uscc=complainer)
+    assert sum(w["complaints"] for w in weekly) == worker.scalar(
+        f"SELECT count() FROM complaints FINAL WHERE uscc = '{complainer}'")

@@ -49,6 +49,11 @@ class CheckedReader:
             return [{"uscc": USCC, "name": "东莞精密五金有限公司", "industry": "metal", "town": "虎门镇",
                      "registered_capital_cny": 5e6, "established_on": "2010-05-01", "status": "active",
                      "key_enterprise": 1, "registered_at": "2024-01-01", "risk_score": 81.0, "risk_level": "high"}]
+        if name == "monthly" and params["kind"] == "social":
+            return [{"uscc": USCC, "period": "2024-02-01", "insured_headcount": 49, "contributions_cny": 1.0,
+                     "event_id": "e", "event_time": "2024-03-01 00:00:00"}]
+        if name == "console_complaints_weekly":
+            return [{"week": "2024-02-26", "complaints": 3}]
         if name == "enterprise_series":
             return [{"day": "2024-03-01", "utility": "electricity", "amount": 10.0, "readings": 24, "estimated": 0}]
         return []
@@ -162,6 +167,7 @@ def test_the_inbox_polls_its_rows_and_the_enterprise_page_carries_its_chart_data
     data = json.loads(re.search(r'id="chart-data">(.*?)</script>', page, re.S).group(1))
     assert data["electricity"] == {"2024-03-01": 10.0} and data["windows"] == [["2024-03-01", "2024-03-09"]]
     assert "/static/vendor/echarts.min.js" in page and "baseline_kwh" in page
+    assert "2024-02-26" in page and ">49<" in page
 
 
 def test_pages_forbid_scripts_from_elsewhere(console):
