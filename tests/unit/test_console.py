@@ -222,3 +222,11 @@ def test_outcomes_give_the_precision_per_rule_on_the_page_and_the_command(consol
     done = subprocess.run([sys.executable, "-m", "streams.cli", "console", "outcomes"], capture_output=True, text=True,
                           timeout=60, env={"ENTWATCH_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0 and "no resolved case yet" in done.stdout, done.stderr
+
+
+def test_text_from_storage_is_escaped_not_run(console, monkeypatch):
+    client, _, _ = console
+    log_in(client, "li", "analyst password")
+    monkeypatch.setitem(ALERT, "explanation_zh", "<script>alert(1)</script>")
+    rows = client.get("/inbox/rows").text
+    assert "<script>alert(1)" not in rows and "&lt;script&gt;alert(1)" in rows
