@@ -177,7 +177,8 @@ class DeadLetterHeaders(_Message):
     reason: str = Field(
         alias="entwatch.reason", pattern=r"^[a-z0-9_]{1,64}$",
         description="Reason code, from a small fixed set also used as a metric label: oversize, invalid_json, "
-                    "not_an_object, unknown_kind, wrong_topic, unsupported_schema_version, "
+                    "not_an_object, unknown_kind, wrong_topic, wrong_key (the message key is not the event's uscc, or "
+                    "missing), unsupported_schema_version, "
                     "future_event_time, missing_<field>, invalid_<field>, unstorable.",
         examples=["invalid_json", "invalid_uscc", "missing_period"])
     detail: str = Field(alias="entwatch.detail", max_length=300,

@@ -122,7 +122,8 @@ def test_bad_messages_reach_the_deadletter_topic_with_reason_and_original_bytes(
     for raw, obj, _ in lines:
         kind = obj.get("kind") if isinstance(obj, dict) else None
         topic = settings.topic(kind if kind in ("registry", "utility", "tax", "social", "complaint") else "tax")
-        sends.append((topic, b"k", raw))
+        uscc = obj.get("uscc") if isinstance(obj, dict) else None
+        sends.append((topic, uscc.encode() if isinstance(uscc, str) else b"k", raw))  # key = USCC (SPEC §2)
     tax_line = next(raw for raw, obj, v in lines if obj and obj.get("kind") == "tax" and not isinstance(v, Rejection))
     extra = {
         "invalid_json": (settings.topic("utility"), b"\xff\xfe not utf-8"),
