@@ -31,6 +31,11 @@ import chinese_calendar as _cc
 SPRING_FESTIVAL = "Spring Festival"
 SHUTDOWN_BEFORE_DAYS = 7   # factories wind down about a week before the official holiday
 SHUTDOWN_AFTER_DAYS = 21   # ... and take up to three weeks after it to restart
+# Each factory picks its own dates: some stop up to three weeks before the holiday, some
+# reopen up to five weeks after it.  In this wider season a stop of the factory's own is
+# presumed seasonal unless it outlasts the season (``in_spring_festival_season``).
+SEASON_BEFORE_DAYS = 21
+SEASON_AFTER_DAYS = 35
 
 DAY_TYPES = ("workday", "adjusted_workday", "weekend", "holiday", "spring_festival")
 
@@ -92,6 +97,26 @@ def in_spring_festival(day: date) -> bool:
     """True inside the Spring Festival factory-shutdown window of ``day``'s year."""
     window = spring_festival_window(day.year)
     return window is not None and window[0] <= day <= window[1]
+
+
+@lru_cache(maxsize=4096)
+def in_spring_festival_season(day: date) -> bool:
+    """True in the season around the Spring Festival in which factories stop and restart
+    each on its own dates: from ``SEASON_BEFORE_DAYS`` before the official holiday to
+    ``SEASON_AFTER_DAYS`` after it (the shutdown window lies inside it).  A prior, not a
+    verdict: a stop that begins in the season is taken for the factory's seasonal stop, and
+    judged as a drop only once the season is over and it goes on (``UtilitySeries``).
+
+    >>> in_spring_festival_season(date(2024, 1, 22)), in_spring_festival_season(date(2024, 1, 15))
+    (True, False)
+    >>> in_spring_festival_season(date(2024, 3, 20)), in_spring_festival_season(date(2024, 3, 25))
+    (True, False)
+    """
+    for year in (day.year, day.year + 1):
+        window = spring_festival_window(year, SEASON_BEFORE_DAYS, SEASON_AFTER_DAYS)
+        if window is not None and window[0] <= day <= window[1]:
+            return True
+    return False
 
 
 @lru_cache(maxsize=4096)

@@ -7,7 +7,10 @@ the day only if it looks ordinary, so a stop never teaches the baseline that a s
 normal.
 
 Drop (``utility_drop``): on official working days only (weekends and adjusted working days
-are skipped; public holidays and the Spring Festival shutdown break a run), a day is *low*
+are skipped; public holidays and the Spring Festival shutdown break a run; in the wider
+Spring Festival season, from three weeks before the holiday to five weeks after it, a stop
+that begins there is presumed to be the factory's own seasonal stop and judged only if it
+goes on after the season), a day is *low*
 when it is below ``drop_ratio`` of expected and at least ``min_z`` robust sigmas below.
 A run of ``drop_days`` low days opens the drop, but only days the peers did not share count:
 each low day is recorded in the cohort, and a day on which at least ``peer_share`` of the
@@ -47,8 +50,8 @@ from collections import deque
 from datetime import date
 from statistics import median as _median
 
-from detectors.baseline import SeasonalBaseline
-from detectors.calendar import day_type
+from detectors.baseline import Resolution, SeasonalBaseline
+from detectors.calendar import day_type, in_spring_festival_season
 from detectors.findings import period_of
 from detectors.thresholds import DEFAULT, Thresholds
 
@@ -62,7 +65,8 @@ class UtilitySeries:
     __slots__ = ("utility", "baseline", "last_day", "months",
                  "run_unshared", "run_first", "pending", "lows", "low_days", "near_zero",
                  "drop_start", "drop_last", "drop_ok",
-                 "spike_run", "spike_first", "highs", "spike_start", "spike_last", "spike_ok", "unlearned")
+                 "spike_run", "spike_first", "highs", "spike_start", "spike_last", "spike_ok", "unlearned",
+                 "resolution")
 
     def __init__(self, utility: str, t: Thresholds = DEFAULT):
         self.utility = utility
@@ -85,6 +89,7 @@ class UtilitySeries:
         self.spike_last: date | None = None
         self.spike_ok = 0
         self.unlearned = 0                          # ordinary days in a row too low to learn
+        self.resolution = Resolution()              # the meter's step, from the daily amounts
 
     # -- the day ---------------------------------------------------------------------------
     def observe(self, day: date, amount: float | None, profile: dict | None, cohorts,
@@ -98,7 +103,8 @@ class UtilitySeries:
         self._count_month(day, amount, t)
         kind = day_type(day)
         expected = self.baseline.expected(day)
-        scale = self.baseline.scale(day)
+        scale = self.baseline.spread(day, t.spread_floor_ratio, self.resolution.value)
+        self.resolution.observe(amount)
         if kind in ("holiday", "spring_festival"):
             if self.drop_start is None:
                 self._reset_run()
@@ -106,12 +112,16 @@ class UtilitySeries:
         drop_ratio = spike_ratio = None
         if kind == "workday" and expected:
             drop_ratio = amount / expected
-            self._drop(day, amount, expected, scale, profile, cohorts, t)
+            if self.drop_start is None and in_spring_festival_season(day):
+                self._reset_run()  # a stop that begins in the season is presumed seasonal
+            else:
+                self._drop(day, amount, expected, scale, profile, cohorts, t)
         level = self.baseline.workday_level()
         if kind == "adjusted_workday" and level:
             # a weekend day made a working day: too irregular to learn from or to call a
             # stop, but far above an ordinary working day it is part of a spike
-            self._spike(day, amount, level, self.baseline.windows["work"].scale(), True, t)
+            work = self.baseline.spread(day, t.spread_floor_ratio, self.resolution.value, "work")
+            self._spike(day, amount, level, work, True, t)
         elif kind in ("workday", "weekend") and expected:
             material = kind == "workday" or not level or amount >= t.spike_rest_floor * level
             spike_ratio = amount / expected
@@ -213,9 +223,9 @@ class UtilitySeries:
                 return
             if expected > 0 and amount >= t.learn_min_ratio * expected:
                 self.unlearned = 0
-            # winsorised: a day far off moves the baseline only step by step (a spread of at
-            # least 5% of the level, so a series that has been constant can still move)
-            bound = t.learn_clip_z * max(scale, 0.05 * expected)
+            # winsorised: a day far off moves the baseline only step by step (the spread is
+            # floored, so a series that has been constant can still move)
+            bound = t.learn_clip_z * scale
             amount = min(max(amount, expected - bound), expected + bound)
         self.baseline.learn(day, amount)
 
@@ -242,13 +252,17 @@ class UtilitySeries:
         for period, (total, n, active) in sorted(self.months.items()):
             months += [int(period[:4]) * 12 + int(period[5:7]) - 1, total, n, active]
         state[self.__slots__.index("months")] = months
+        state[self.__slots__.index("resolution")] = self.resolution.to_tuple()
         return tuple(state)
 
     def __setstate__(self, state):
-        self.unlearned = 0   # absent from state pickled before it existed
+        self.unlearned = 0   # absent from state pickled before they existed
+        self.resolution = Resolution()
         for name, value in zip(self.__slots__, state):
             if name in ("lows", "highs"):
                 value = deque(value, maxlen=5)
+            elif name == "resolution":
+                value = Resolution(state=tuple(value))
             elif name == "months" and isinstance(value, list):
                 value = {f"{value[i] // 12:04d}-{value[i] % 12 + 1:02d}": list(value[i + 1:i + 4])
                          for i in range(0, len(value), 4)}

@@ -373,3 +373,21 @@ def test_a_later_month_that_clears_a_drop_resolves_it_and_does_not_withdraw_it()
         det.on_tax(period, 1e6, 3e4)
     det.on_tax("2024-06", 3e5, 9e3)
     assert [f.status for f in det.on_tax("2024-07", 1e6, 3e4)] == ["resolved"]
+
+
+# -- the Spring Festival season: each factory's own dates ---------------------------------------
+
+def test_a_factory_that_stops_weeks_before_the_festival_and_reopens_weeks_after_is_not_alerted():
+    # 2024: official holiday 10-17 February; this factory stops on 23 January (18 days before,
+    # outside the fixed window) and reopens on 18 March (30 days after)
+    det = factory()
+    found = feed(det, lambda d: 0.0 if date(2024, 1, 23) <= d < date(2024, 3, 18) else normal(d),
+                 start=date(2023, 11, 1), n=160)
+    assert [f for f in found if f.rule == "utility_drop"] == []
+
+
+def test_a_stop_that_begins_in_the_season_and_outlasts_it_is_a_drop():
+    det = factory()
+    found = feed(det, lambda d: 0.0 if d >= date(2024, 1, 23) else normal(d), start=date(2023, 11, 1), n=160)
+    drops = [f for f in found if f.rule == "utility_drop" and f.status == "open"]
+    assert drops and drops[0].window_start > date(2024, 3, 23)  # judged once the season is over
