@@ -11,8 +11,9 @@ setup:  ## make a virtualenv in .venv and install entwatch with its test tools
 	$(PY) -m pip install --quiet -e '.[test]'
 	@echo "ready: run 'make demo', 'make test', or '. $(VENV)/bin/activate && entwatch up'"
 
-$(VENV)/bin/entwatch:  ## the environment, made once (make setup) when it is missing
+$(VENV)/bin/entwatch: pyproject.toml  ## the environment: made (make setup) when missing or older than pyproject.toml
 	$(MAKE) setup
+	@touch $@
 
 demo: $(VENV)/bin/entwatch  ## the embedded stack fed a simulated city, with the console (prints its URL and a login)
 	$(VENV)/bin/entwatch demo
