@@ -342,9 +342,9 @@ def seasonal_stops(config: SimulationConfig) -> list[dict]:
     """The Spring Festival shutdowns of the city's active factories that touch the range:
     ``{uscc, start, end}`` (ISO dates), by start then USCC.  They are normal seasonal
     behaviour, never in the ground truth; a detector that alerts on one is wrong."""
-    out = []
+    out, city = [], city_of(config)
     for year in range(config.start.year, config.end.year + 2):
-        for e in city_of(config):
+        for e in city:
             stop = spring_shutdown(config, e, year) if e.status == "active" else None
             if stop and stop[0] < config.end and stop[1] >= config.start:
                 out.append({"uscc": e.uscc, "start": stop[0].isoformat(), "end": stop[1].isoformat()})
