@@ -10,18 +10,19 @@ and none counts twice.  Key: the enterprise's USCC (one enterprise's cases stay 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
 from console.store import CaseStore
+from streams import cloudevents
 
-TOPIC = "monitor.cases"
 log = logging.getLogger("entwatch.console.relay")
 
 
 def cases_topic(settings) -> str:
     """The full name of the case topic (with ``ENTWATCH_TOPIC_PREFIX``)."""
-    return settings.topic_prefix + TOPIC
+    return settings.topic("cases")
 
 
 def ensure_cases_topic(settings) -> None:
@@ -70,8 +71,10 @@ class OutboxRelay(threading.Thread):
             return 0
         producer = self._connect()
         for row in rows:
+            headers = [("event_id", row["event_id"].encode()),  # CloudEvents headers (binary mode) after it
+                       *cloudevents.case_headers(json.loads(row["payload"]), cloudevents.source(self.settings.app_id))]
             producer.send(cases_topic(self.settings), key=row["key"].encode(), value=row["payload"].encode(),
-                          headers=[("event_id", row["event_id"].encode())]).get(timeout=30)
+                          headers=headers).get(timeout=30)
             self.store.mark_sent(row["id"])
         return len(rows)
 

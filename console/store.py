@@ -29,9 +29,11 @@ from datetime import date, datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
+from streams.masking import mask_pii
+from streams.messages import CASE_ACTIONS, CASE_OUTCOMES
+
 ROLES = ("viewer", "analyst", "admin")
-ACTIONS = ("acknowledge", "assign", "note", "due", "resolve")
-OUTCOMES = ("confirmed", "explained", "false_alarm")
+ACTIONS, OUTCOMES = CASE_ACTIONS, CASE_OUTCOMES  # the monitor.cases contract (streams.messages)
 SCHEMA_VERSION = 1
 
 
@@ -308,7 +310,7 @@ def _check(action: str, given: dict) -> dict:
             limit = 64 if field_name == "assignee" else 2000
             if not 1 <= len(value) <= limit or any(ord(c) < 32 and c not in "\n\t" for c in value):
                 raise CaseError(field_name, f"give 1 to {limit} characters of text")
-            detail[field_name] = value
+            detail[field_name] = mask_pii(value) if field_name == "note" else value  # stored and published
     if "due_on" in detail and not isinstance(detail["due_on"], date):
         try:
             detail["due_on"] = date.fromisoformat(str(detail["due_on"]))

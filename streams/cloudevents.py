@@ -45,7 +45,15 @@ ALERT_TYPES = {  # the alert's ``status`` (and whether this message opens it) ->
 }
 RISK_TYPE = "cn.entwatch.risk.updated"
 DEADLETTER_TYPE = "cn.entwatch.deadletter"
-TYPES = (*ALERT_TYPES.values(), RISK_TYPE, DEADLETTER_TYPE)
+CASE_TYPES = {  # a case action on monitor.cases -> ce_type
+    "acknowledge": "cn.entwatch.case.acknowledged",
+    "assign": "cn.entwatch.case.assigned",
+    "note": "cn.entwatch.case.noted",
+    "due": "cn.entwatch.case.due_changed",
+    "resolve": "cn.entwatch.case.resolved",
+}
+TYPES = (*ALERT_TYPES.values(), RISK_TYPE, DEADLETTER_TYPE, *CASE_TYPES.values())
+CASE_VERSION = 1
 SEQUENCE_DIGITS = 20
 
 
@@ -97,6 +105,21 @@ def deadletter_headers(topic: str, partition: int, offset: int, timestamp: float
     when = rfc3339(datetime.fromtimestamp(timestamp, timezone.utc))
     return _headers(f"{topic}-{partition}-{offset}", ce_source, DEADLETTER_TYPE, when,
                     DEADLETTER_CONTENT_TYPE, None, topic, None)
+
+
+def case_headers(event: dict, ce_source: str) -> list[tuple[str, bytes]]:
+    """Headers of a ``monitor.cases`` message (a case event of the console's outbox): its
+    ``event_id`` is the stable ``ce_id`` (a re-send after a crash carries the same), the case
+    version its sequence.
+
+    >>> h = dict(case_headers({"event_id": "e-1", "action": "resolve", "at": "2024-06-01T08:00:00+00:00",
+    ...                        "uscc": "914403001922038216", "version": 3}, "/entwatch"))
+    >>> h["ce_type"], h["ce_sequence"][-2:]
+    (b'cn.entwatch.case.resolved', b'03')
+    """
+    at = rfc3339(datetime.fromisoformat(event["at"]))
+    return _headers(event["event_id"], ce_source, CASE_TYPES[event["action"]], at, CONTENT_TYPE,
+                    schema_id("case", CASE_VERSION), event["uscc"], event["version"])
 
 
 def with_deadletter_headers(headers: list[tuple[str, bytes]], topic: str, partition: int, offset: int,

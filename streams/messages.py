@@ -30,6 +30,9 @@ USCC_DESCRIPTION = (
     "from 0-9 and A-Y without I, O, S, V, Z; the last is a check digit. Also the Kafka message key.")
 ALERT_STATUSES = ("open", "resolved", "withdrawn")
 RISK_LEVELS = ("none", "low", "medium", "high")
+CASE_ACTIONS = tuple(cloudevents.CASE_TYPES)  # acknowledge, assign, note, due, resolve
+CASE_OUTCOMES = ("confirmed", "explained", "false_alarm")
+CASE_STATES = ("new", "acknowledged", "resolved")
 DEADLETTER_STAGES = ("decode", "validate", "sink")
 DEADLETTER_HEADERS_VERSION = 1
 CLOUDEVENTS_HEADERS_VERSION = 1
@@ -162,6 +165,40 @@ class Risk(_Message):
     schema_version: Literal[SCHEMA_VERSION] = Field(description="Version of this contract (the major version).")
 
 
+class CaseEvent(_Message):
+    """One action of the monitoring centre on an alert's case, on ``monitor.cases`` (key: the
+    enterprise's USCC), published by the console through its outbox: at least once, with a
+    stable ``event_id`` (a subscriber drops one it has seen)."""
+
+    schema_version: Literal[cloudevents.CASE_VERSION] = Field(description="Version of this contract.")
+    event_id: str = Field(min_length=1, max_length=64,
+                          description="Id of this case event: the same on a re-send; de-duplicate on it.",
+                          examples=["0f8fad5b-d9cb-469f-a165-70867728950e"])
+    case_id: str = Field(min_length=1, max_length=64, description="The case: one per alert.",
+                         examples=["5976473f7e8f7a6520e95e7f84f73e3b"])
+    alert_id: str = Field(min_length=1, max_length=64, description="The alert the case is about (monitor.alerts).",
+                          examples=["5976473f7e8f7a6520e95e7f84f73e3b"])
+    uscc: Uscc
+    rule: Literal[RULES] | None = Field(description="The alert's rule (null if unknown to the console).")
+    version: int = Field(ge=1, description="The case's version after this action: 1, 2, 3, … per case.",
+                         examples=[3])
+    action: Literal[CASE_ACTIONS] = Field(
+        description="acknowledge, assign (to a town office or a person), note, due (a due date set), resolve.")
+    actor: str = Field(min_length=1, max_length=64, description="The user who acted (the console's user name).",
+                       examples=["zhang.wei"])
+    at: AwareDatetime = Field(description="When the action was taken (wall clock of the console, RFC 3339).",
+                              examples=["2024-06-01T08:30:00+00:00"])
+    state: Literal[CASE_STATES] = Field(description="The case's state after the action.")
+    assignee: str | None = Field(description="Who the case is assigned to, if anyone.", examples=["虎门镇市场监管分局"])
+    outcome: Literal[CASE_OUTCOMES] | None = Field(
+        description="With resolve: confirmed (a violation), explained (e.g. a seasonal stop or relocation), "
+                    "false_alarm.")
+    due_on: date | None = Field(description="The due date, if one is set (YYYY-MM-DD).", examples=["2024-06-15"])
+    note: str | None = Field(max_length=2000, description="The note of a note action, personal data masked as in "
+                             "complaint text.",
+                             examples=["已电话联系企业"])
+
+
 class DeadLetterHeaders(_Message):
     """The Kafka headers of a ``monitor.deadletter`` message, as UTF-8 text.  The message's
     key and value are the rejected message's own, byte for byte, and its original headers
@@ -256,6 +293,11 @@ ALERT_EXAMPLE = {
 }
 RISK_EXAMPLE = {"uscc": "914403001922038216", "score": 67.5, "level": "high", "rules": ["utility_drop"],
                 "updated_at": "2024-06-01T16:00:00Z", "schema_version": SCHEMA_VERSION}
+CASE_EXAMPLE = {"schema_version": 1, "event_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+                "case_id": "5976473f7e8f7a6520e95e7f84f73e3b", "alert_id": "5976473f7e8f7a6520e95e7f84f73e3b",
+                "uscc": "914403001922038216", "rule": "utility_drop", "version": 4, "action": "resolve",
+                "actor": "zhang.wei", "at": "2024-06-01T08:30:00+00:00", "state": "resolved",
+                "assignee": "虎门镇市场监管分局", "outcome": "explained", "due_on": "2024-06-15", "note": None}
 DEADLETTER_EXAMPLE = {"entwatch.stage": "validate", "entwatch.reason": "invalid_uscc",
                       "entwatch.detail": "uscc: check digit mismatch: expected 6, got 7", "entwatch.topic": "enterprise.tax",
                       "entwatch.partition": "2", "entwatch.offset": "41",

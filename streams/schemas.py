@@ -15,7 +15,7 @@ the generator (so a new field cannot go out undocumented).
 >>> s["$id"], s["properties"]["declared_sales_cny"]["x-unit"]
 ('https://entwatch.cn/schemas/tax.v1.json', 'CNY')
 >>> sorted(by_name)
-['alert', 'cloudevents-headers', 'complaint', 'deadletter-headers', 'registry', 'risk', 'social', 'tax', 'utility']
+['alert', 'case', 'cloudevents-headers', 'complaint', 'deadletter-headers', 'registry', 'risk', 'social', 'tax', 'utility']
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Callable
 from pydantic import BaseModel
 
 from detectors.alerts import SCHEMA_VERSION as OUTPUT_VERSION
-from streams import compat, contracts, messages
+from streams import cloudevents, compat, contracts, messages
 from streams.cloudevents import schema_id
 from streams.errors import UserError
 
@@ -234,6 +234,10 @@ CONTRACTS: tuple[Contract, ...] = (
              "An enterprise's risk score on monitor.risk (SPEC §4-5), key = its USCC. The topic is compacted: "
              "it keeps the latest score of every enterprise. Published when findings change the score or "
              "decay moves it by a point.", _model(messages.Risk, messages.RISK_EXAMPLE)),
+    Contract("case", cloudevents.CASE_VERSION, "Case event (monitor.cases)",
+             "One action of the monitoring centre on an alert's case (SPEC §9), key = the enterprise's USCC, "
+             "published by the console through a transactional outbox: at least once, in order per case "
+             "(version), with a stable event_id to de-duplicate on.", _model(messages.CaseEvent, messages.CASE_EXAMPLE)),
     Contract("deadletter-headers", messages.DEADLETTER_HEADERS_VERSION, "Dead-letter headers (monitor.deadletter)",
              "The Kafka headers of a message on monitor.deadletter: where a rejected message came from and why. "
              "Its key and value are the rejected message's own, byte for byte (so it can be fixed and sent "

@@ -31,6 +31,7 @@ TOPICS = {
     "alerts": "monitor.alerts",
     "risk": "monitor.risk",
     "deadletter": "monitor.deadletter",
+    "cases": "monitor.cases",  # published by the console (SPEC §9)
 }
 COMPACTED = {"registry", "risk"}
 EXAMPLE_SECRET = "change-me"  # how every secret in .env.example starts: never accepted
@@ -64,6 +65,8 @@ class Settings(BaseSettings):
         "(weekly uploads: 9); the worker judges a day once the readings have covered time that far past it")
     rebalance_timeout: float = Field(6.0, gt=0, description="consumer group rebalance timeout, seconds")
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
+    commit_interval: float = Field(1.0, gt=0, description="seconds between commits of processed offsets: a "
+                                   "killed worker's work since the last one is done again")
     log_level: str = "WARNING"
     stall_seconds: float = Field(30.0, gt=0, description="/ready answers 503 when the sink has stored nothing for "
                                  "this long while it has rows to store, or a batch is older (streams.health)")

@@ -28,6 +28,8 @@ from streams.broker import free_port
 from streams.settings import Settings
 from tests.conftest import require, wait_until
 from tests.integration.kafka_io import read_topic
+from tests.schema_check import header_text
+from tests.schema_check import problems as schema_problems
 from tests.integration.test_pipeline import _metric, replay
 from tests.services import entwatch, stop_process
 
@@ -181,6 +183,11 @@ def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worke
         assert [e["action"] for e in events] == actions  # each change once, in order
         assert len({e["event_id"] for e in events}) == 4 and {e["case_id"] for e in events} == {alert_id}
         assert all(dict(r.headers)["event_id"].decode() == e["event_id"] for r, e in zip(published, events))
+        for record, event in zip(published, events):  # the monitor.cases contract and its CloudEvents headers
+            headers = header_text(record.headers)
+            assert schema_problems("case.v1.json", event) == [], event
+            assert schema_problems("cloudevents-headers.v1.json", headers) == [], headers
+            assert headers["ce_id"] == event["event_id"] and headers["ce_type"].startswith("cn.entwatch.case.")
 
         # A form whose CSRF token is removed is refused (after it, the browser logs the 403 itself).
         page.goto(f"{url}/inbox")
