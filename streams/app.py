@@ -62,6 +62,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(0.5, settings.session_timeout / 5),
+        broker_commit_interval=settings.commit_interval,  # Faust's 2.8 s: a killed worker's work since is redone
         web_enabled=True,
         web_router_enabled=False,  # Faust's own pages: nothing of entwatch's is served there
         web_tables_enabled=False,

@@ -15,11 +15,11 @@ import weakref
 from contextlib import contextmanager
 
 import faust
-from faust.streams import _current_event
-from faust.transport.drivers import aiokafka as faust_kafka
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.group import LeaveGroupRequest
+from faust.streams import _current_event
+from faust.transport.drivers import aiokafka as faust_kafka
 from mode.utils.futures import notify
 
 from streams.offsets import fetched_ends
@@ -192,6 +192,24 @@ class _Consumer(faust_kafka.Consumer):
         if revoked and self.assignment():
             await self.commit()
         await super().on_partitions_revoked(revoked)
+
+    async def perform_seek(self) -> None:
+        """Faust's seek of every partition to the group's commit (after each rebalance), and
+        the input partitions the group never committed to their log start.
+
+        Faust leaves those where the consumer stands, and a fetch that spanned the
+        rebalance may have moved it past messages the fetch loop then dropped (the
+        rebalance began meanwhile): on a sparse topic they waited for Continuity."""
+        await super().perform_seek()
+        fresh = [tp for tp in self.assignment()
+                 if tp.topic in self.app.input_topics and self._committed_offset.get(tp) is None]
+        if not fresh:
+            return
+        try:
+            for tp, start in (await self.earliest_offsets(*fresh)).items():
+                await self.seek(tp, start)
+        except Exception as exc:  # revoked meanwhile, or the broker busy: Continuity re-reads if need be
+            log.warning("could not seek %d uncommitted input partitions to their log start (%s)", len(fresh), exc)
 
     async def group_committed(self, tps) -> dict:
         """The next offset to read of each of ``tps`` as the group committed it on the

@@ -72,6 +72,7 @@ def test_the_methods_the_seam_overrides_keep_their_signatures():
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     assert list(inspect.signature(FaustConsumer.on_partitions_revoked).parameters) == ["self", "revoked"]
+    assert list(inspect.signature(FaustConsumer.perform_seek).parameters) == ["self"]
     assert list(inspect.signature(AIOKafkaConsumerThread.on_start).parameters) == ["self"]
 
 
