@@ -596,11 +596,13 @@ def build_parser() -> argparse.ArgumentParser:
     alerts_cli.add_arguments(p)
     p.set_defaults(func=alerts_cli.command)
 
-    p = sub.add_parser("evaluate", help="precision, recall and delay of the alerts against a ground truth")
-    evaluate.add_arguments(p)
-    p.set_defaults(func=evaluate.command)
-
     from console import cli as console_cli
+
+    p = sub.add_parser("evaluate", help="precision, recall and delay of the alerts against a ground truth, "
+                                        "or (--cases) against the analysts' outcomes")
+    evaluate.add_arguments(p)
+    p.set_defaults(func=lambda args: (console_cli.command(argparse.Namespace(console_command="outcomes", json=False))
+                                      if args.cases else evaluate.command(args)))
     p = sub.add_parser("console", help="the monitoring centre's web console; `console adduser NAME` adds a user")
     console_cli.add_arguments(p)
     p.set_defaults(func=console_cli.command)

@@ -436,6 +436,9 @@ def add_arguments(parser) -> None:
     source.add_argument("--alerts", help="alert messages (JSON Lines) the pipeline published on monitor.alerts")
     source.add_argument("--events", help="SPEC §2 events (JSON Lines): run the worker's processor on them")
     source.add_argument("--simulate", action="store_true", help="simulate a city, then run it the same way")
+    source.add_argument("--cases", action="store_true",
+                        help="precision per rule from the outcomes analysts recorded in the console "
+                             "(confirmed / resolved; the same as entwatch console outcomes)")
     parser.add_argument("--partitions", type=int, default=4,
                         help="with --events/--simulate: partitions the worker's processor spreads the city over "
                              "(default 4, as entwatch up; 1 = one city-wide clock and cohort)")

@@ -179,3 +179,16 @@ def test_bad_input_ends_in_one_line_that_says_what_to_do(tmp_path, capsys, argv,
     assert main(["evaluate", *argv, "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and len(err.splitlines()) == 1 and err.startswith("entwatch evaluate: ")
+
+
+def test_evaluate_cases_reports_precision_from_the_analysts_outcomes(tmp_path, monkeypatch, capsys):
+    from console.store import CaseStore
+    from console.cli import ConsoleSettings
+
+    monkeypatch.setenv("ENTWATCH_DATA_DIR", str(tmp_path))
+    store = CaseStore(ConsoleSettings().store_url(tmp_path))
+    for n, outcome in enumerate(("confirmed", "confirmed", "false_alarm")):
+        store.act(f"a{n}", A, "resolve", "li", rule="utility_drop", outcome=outcome)
+    assert main(["evaluate", "--cases"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("utility_drop"))
+    assert line.split()[1:5] == ["2", "0", "1", "3"] and "67%" in line
