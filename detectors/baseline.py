@@ -58,6 +58,48 @@ def spread_floor(level: float, resolution: float = 0.0, relative: float = 0.001)
     return max(resolution, relative * abs(level), 1e-9)
 
 
+class Resolution:
+    """The resolution of a series: the smallest step between consecutive distinct values, once
+    the series has shown ``distinct`` different values (3 by default: a meter that moved once
+    from one level to another has a step, not a resolution, and must still be able to show a
+    stop; the general detector takes 2, so an on/off series moves in steps of its two levels).
+    A meter that reports whole cubic metres has resolution 1.  Bounded state, picklable (also
+    as ``to_tuple()``).
+
+    >>> r = Resolution()
+    >>> for value in [2000, 2000, 30]:
+    ...     r.observe(value)
+    >>> r.value
+    0.0
+    >>> for value in [3, 5, 4, 6]:
+    ...     r.observe(value)
+    >>> r.value
+    1
+    """
+
+    __slots__ = ("previous", "step", "pending")
+
+    def __init__(self, distinct: int = 3, state: tuple | None = None):
+        # pending: (distinct values needed, values seen so far ...), None once known
+        self.previous, self.step, self.pending = state or (None, 0.0, (distinct,))
+
+    @property
+    def value(self) -> float:
+        return self.step if self.pending is None else 0.0
+
+    def observe(self, value: float) -> None:
+        pending = self.pending
+        if pending is not None and value not in pending[1:]:
+            self.pending = None if len(pending) >= pending[0] else pending + (value,)
+        if self.previous is not None and value != self.previous:
+            step = abs(value - self.previous)
+            self.step = step if not self.step else min(self.step, step)
+        self.previous = value
+
+    def to_tuple(self) -> tuple:
+        return self.previous, self.step, self.pending
+
+
 class RobustWindow:
     """The last ``size`` values of a series, with median and robust scale.
 
@@ -86,6 +128,19 @@ class RobustWindow:
 
     def scale(self) -> float:
         return robust_scale(self.values)
+
+    def spread(self, relative: float, resolution: float = 0.0) -> float:
+        """The robust scale, floored by ``spread_floor`` at the median (0 while empty).
+
+        >>> w = RobustWindow(8)
+        >>> for v in [2, 2, 2, 1, 3, 2, 2, 2]:     # whole units: MAD 0, mean deviation 0.31
+        ...     w.push(v)
+        >>> round(w.scale(), 2), w.spread(relative=0.05, resolution=1.0)
+        (0.31, 1.0)
+        """
+        if not self.values:
+            return 0.0
+        return max(self.scale(), spread_floor(self.median(), resolution, relative))
 
     def shift(self, offset: float) -> None:
         """Add ``offset`` to every value (re-centre after a confirmed level shift)."""
@@ -160,6 +215,13 @@ class SeasonalBaseline:
         """Robust spread of the values of ``day``'s class (0 while unknown)."""
         cls = day_class(day)
         return self.windows[cls].scale() if cls is not None else 0.0
+
+    def spread(self, day: date, relative: float, resolution: float = 0.0, cls: str | None = None) -> float:
+        """The spread the rules divide by: the robust scale of ``day``'s class (or of ``cls``),
+        at least ``relative`` of its level and one step of the series' ``resolution``
+        (``RobustWindow.spread``); 0 while unknown."""
+        cls = cls or day_class(day)
+        return self.windows[cls].spread(relative, resolution) if cls is not None else 0.0
 
     def workday_level(self) -> float | None:
         """The median working-day level (None while learning)."""

@@ -20,6 +20,7 @@ class Thresholds:
     baseline_min_days: int = 10         # working days learned before a utility rule may fire
     min_z: float = 2.0                  # a day must also be this many robust sigmas off
     learn_clip_z: float = 3.0           # a day is learned clipped to expected +/- this many sigmas
+    spread_floor_ratio: float = 0.05    # a baseline's spread is at least 5% of its level (and one meter step)
     learn_min_ratio: float = 0.5        # a day below half of expected is not learned ...
     learn_adapt_days: int = 20          # ... until such days have lasted this long in a row
     # utility_drop

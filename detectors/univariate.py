@@ -50,7 +50,7 @@ from collections import deque
 from datetime import date, datetime, timezone
 from statistics import median
 
-from detectors.baseline import robust_scale, spread_floor
+from detectors.baseline import Resolution, robust_scale, spread_floor
 
 SEASONS = ("auto", "hour_of_day", "day_of_week", "hour_of_week")
 DAY = 86400.0
@@ -225,8 +225,7 @@ class UnivariateDetector:
         self.gaps: list[float] = []
         self.step: float | None = None            # sampling step (s), from the first gaps
         self.last_time: float | None = None
-        self.previous: float | None = None
-        self.resolution = 0.0
+        self.resolution = Resolution(distinct=2)  # the series' smallest step
         self.points = 0
         self.peak = 0.0                           # |z| of the current episode's worst alarm
         self.calm = 0
@@ -289,7 +288,7 @@ class UnivariateDetector:
         if profile is not None and profile[1] >= SEASON_CYCLES:
             seasonal = self.seasonal.expected(profile[0])
         if at_level is None:
-            self.previous = value
+            self.resolution.observe(value)
             self.level.offsets.append(value)
             self._learn_profile(slot, value)
             self.last_z, self.last_expected = 0.0, value
@@ -297,7 +296,7 @@ class UnivariateDetector:
         use_season = seasonal is not None and (self.season != "auto" or (
             self.error[2] >= self._compared and self.error[1] < SEASON_GAIN * self.error[0]))
         track, expected = (self.seasonal, seasonal) if use_season else (self.level, at_level)
-        floor = spread_floor(expected, self.resolution)
+        floor = spread_floor(expected, self.resolution.value)
         scale = max(track.spread, floor)
         residual = value - expected
         z = residual / scale
@@ -318,10 +317,7 @@ class UnivariateDetector:
 
     # -- learning -----------------------------------------------------------------------------
     def _learn(self, value, z, warm, score, slot, profile, at_level, seasonal, floor, use_season) -> None:
-        if self.previous is not None and value != self.previous:
-            step = abs(value - self.previous)
-            self.resolution = step if not self.resolution else min(self.resolution, step)
-        self.previous = value
+        self.resolution.observe(value)
         span = self.memory
         tails = (0.5 ** (1.0 / span), span) if warm else None
         if warm and abs(z) > TAIL_START:
