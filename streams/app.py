@@ -79,6 +79,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     app.bootstrap = settings.bootstrap_servers()
+    app.kafka_security = settings.aiokafka_security()
     kind_by_topic = {settings.topic(kind): kind for kind in INPUT_KINDS}
     inputs = app.topic(*kind_by_topic, key_serializer="raw", value_serializer="raw")
     deadletter = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="raw")

@@ -20,13 +20,14 @@ from aiokafka.structs import TopicPartition
 log = logging.getLogger("entwatch.offsets")
 
 
-async def fetched_ends(bootstrap: str, ends: Mapping, timeout: float = 5.0) -> dict:
-    """``ends`` ({tp: end offset from ListOffsets}) raised to the fetch high watermark."""
+async def fetched_ends(bootstrap: str, ends: Mapping, timeout: float = 5.0, security: dict | None = None) -> dict:
+    """``ends`` ({tp: end offset from ListOffsets}) raised to the fetch high watermark
+    (``security``: the broker's TLS/SASL options, ``Settings.aiokafka_security()``)."""
     out = dict(ends)
     if not any(out.values()):  # Tansu says 0 only for an empty partition
         return out
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
-                                auto_offset_reset="latest")
+                                auto_offset_reset="latest", **(security or {}))
     await consumer.start()
     try:
         parts = {tp: TopicPartition(tp[0], tp[1]) for tp, end in out.items() if end}

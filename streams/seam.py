@@ -76,7 +76,8 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
         return consumer
 
     async def _highwaters(self, partitions):
-        return await fetched_ends(self.app.bootstrap, await super()._highwaters(partitions))
+        return await fetched_ends(self.app.bootstrap, await super()._highwaters(partitions),
+                                  security=self.app.kafka_security)
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -233,6 +234,7 @@ class WorkerApp(faust.App):
 
     fetch_max_wait_ms = 1500
     bootstrap = "127.0.0.1:9092"
+    kafka_security: dict = {}  # the broker's TLS/SASL options for entwatch's own clients (Settings.aiokafka_security)
     input_topics: frozenset[str] = frozenset()
     on_batch = None  # async (list of Faust messages of input_topics) -> None
 
