@@ -12,7 +12,7 @@ The first ``--warmup-days`` are sent at full speed as a backlog (the detectors n
 and the worker is let to catch up; only alerts caused by messages of the steady part count.
 
 What "caused" means: an alert's ``detected_at`` is the time its day closes, the day's end
-plus the 2-day lateness (``PartitionClock.closed_at``); the partition's clock passes it when
+plus the lateness (9 days by default) (``PartitionClock.closed_at``); the partition's clock passes it when
 a utility message with ``event_time >= detected_at`` arrives on that partition (murmur2 of
 the USCC, as aiokafka's default partitioner).  The latency of an opened alert is its arrival
 on ``monitor.alerts`` (a group-less aiokafka consumer in this process) minus the produce
