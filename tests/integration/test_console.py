@@ -105,9 +105,8 @@ def shot(page, name: str) -> None:
         page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
 
 
-@pytest.mark.parametrize("storage_url", ["chdb"], indirect=True)
-def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worker, broker, city, tmp_path):
-    worker = start_worker()
+def replayed(worker, broker, city):
+    """``worker`` once it has consumed the replayed city and stored some risk >= 60."""
     replay(city, broker.url)
     lines = len(city.read_bytes().splitlines())
     wait_until(lambda: _metric(worker.metrics(), "entwatch_processing_latency_seconds_count") >= lines - 50,
@@ -115,6 +114,12 @@ def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worke
     wait_until(lambda: worker.scalar("SELECT count() FROM risk FINAL WHERE score >= 60"), timeout=60,
                what="enterprises with risk >= 60")
     time.sleep(3)  # the last batch's risk rows
+    return worker
+
+
+@pytest.mark.parametrize("storage_url", ["chdb"], indirect=True)
+def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worker, broker, city, tmp_path):
+    worker = replayed(start_worker(), broker, city)
     risky = {r["uscc"]: r["town"] for r in worker.query(
         "SELECT r.uscc AS uscc, e.town AS town FROM (SELECT uscc FROM risk FINAL WHERE score >= 60) AS r "
         "ANY LEFT JOIN (SELECT uscc, town FROM enterprises FINAL) AS e USING uscc")}
@@ -324,14 +329,7 @@ def test_a_console_killed_between_the_brokers_acknowledgement_and_the_mark_loses
 
 def test_the_consoles_named_queries_answer_what_storage_holds_on_both_backends(start_worker, broker, city):
     """clickhouse-server 18.16 (as entwatch_reader) and chDB answer the console's reads alike."""
-    worker = start_worker()
-    replay(city, broker.url)
-    lines = len(city.read_bytes().splitlines())
-    wait_until(lambda: _metric(worker.metrics(), "entwatch_processing_latency_seconds_count") >= lines - 50,
-               timeout=240, what="the city consumed")
-    wait_until(lambda: worker.scalar("SELECT count() FROM risk FINAL WHERE score >= 60"), timeout=60,
-               what="enterprises with risk >= 60")
-    time.sleep(3)
+    worker = replayed(start_worker(), broker, city)
     risky = {r["uscc"] for r in worker.query("SELECT uscc FROM risk FINAL WHERE score >= 60")}
     listed = worker.read("console_supervision")
     assert {r["uscc"] for r in listed} == risky and all(r["name"] and r["town"] for r in listed)
