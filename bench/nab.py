@@ -28,9 +28,10 @@ reward_low_FP_rate (tp 1, fp 0.22, fn 1), reward_low_FN_rate (tp 1, fp 0.11, fn 
 NAB itself reports each detector at the threshold its optimiser found best on the whole
 corpus; here every detector is scored at its own default threshold, fixed before the run.
 
-    .venv/bin/python bench/nab.py [--corpus ../shared/data/nab-dev] [--out bench/results/nab.json] [--small]
+    .venv/bin/python bench/nab.py [--corpus bench/data/nab-dev] [--out bench/results/nab.json] [--small]
 
-(the corpus defaults to ``$ENTWATCH_NAB_CORPUS``, else ``../shared/data/nab-dev``).
+(the corpus defaults to ``$ENTWATCH_NAB_CORPUS``, else ``bench/data/nab-dev``: the 34 series of NAB's
+development split with their labels, MIT, vendored with NAB's LICENSE.txt).
 
 Prints one line per detector (standard, low-FP, low-FN, detections, time) and writes the
 figures, per file as well, to ``bench/results/nab.json``.
@@ -66,7 +67,7 @@ PROFILES = {
 }
 PROBATION_SHARE = 0.15
 PROBATION_MAX_ROWS = 0.15 * 5000
-DEFAULT_CORPUS = Path(os.environ.get("ENTWATCH_NAB_CORPUS", ROOT.parent / "shared" / "data" / "nab-dev"))
+DEFAULT_CORPUS = Path(os.environ.get("ENTWATCH_NAB_CORPUS", ROOT / "bench" / "data" / "nab-dev"))
 
 # NAB's published scores on this development split (standard, low FP, low FN), issue 14
 SCOREBOARD = {
