@@ -190,8 +190,8 @@ class _Consumer(faust_kafka.Consumer):
         every rebalance (eager: all partitions) re-processed whatever had been acked since
         the last periodic commit; on Tansu the next owner, often this same worker, then
         found its fetch position past the group's commit (issue 15)."""
-        if revoked and self.assignment():
-            await self.commit()
+        if revoked and self.assignment() and not await self.commit():
+            await self.commit()  # the first only waited for a commit in flight, of older offsets
         await super().on_partitions_revoked(revoked)
 
     async def perform_seek(self) -> None:
