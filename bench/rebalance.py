@@ -52,7 +52,6 @@ import signal
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import pairwise
@@ -116,32 +115,23 @@ def ownership(log: Path, gone: float) -> tuple[list[tuple[float, float, frozense
 
 
 def coverage(intervals, start: float, end: float, partitions: int) -> dict:
-    """Unowned time per partition within [start, end], and the stretches when some
-    partition had no owner."""
-    by_partition = defaultdict(list)
-    for a, b, parts in intervals:
-        for p in parts:
-            by_partition[p].append((max(a, start), min(b, end)))
-    unowned = {}
-    for p in range(partitions):
-        spans = sorted(s for s in by_partition[p] if s[1] > s[0])
-        covered, reach = 0.0, start
-        for a, b in spans:
-            if b > reach:
-                covered += b - max(a, reach)
-                reach = b
-        unowned[p] = (end - start) - covered
-    # moments when not every partition is owned: sweep the interval ends
+    """Seconds each partition had no owner within [start, end], and the stretches in which
+    some partition had none (a sweep over the ends of the ownership intervals).
+
+    >>> c = coverage([(0, 4, {0}), (6, 10, {0, 1})], 0, 10, 2)
+    >>> c["unowned"], c["gaps"]
+    ({0: 2.0, 1: 6.0}, [(0, 6)])
+    """
     edges = sorted({start, end, *(t for a, b, _ in intervals for t in (a, b) if start < t < end)})
-    gaps = []
+    unowned, gaps = dict.fromkeys(range(partitions), 0.0), []
     for a, b in pairwise(edges):
-        mid = (a + b) / 2
-        owned = set().union(*(parts for x, y, parts in intervals if x <= mid < y))
-        if len(owned & set(range(partitions))) < partitions:
-            if gaps and gaps[-1][1] == a:
-                gaps[-1] = (gaps[-1][0], b)
-            else:
-                gaps.append((a, b))
+        missing = set(unowned) - set().union(*(parts for x, y, parts in intervals if x <= (a + b) / 2 < y))
+        for p in missing:
+            unowned[p] += b - a
+        if missing and gaps and gaps[-1][1] == a:
+            gaps[-1] = (gaps[-1][0], b)
+        elif missing:
+            gaps.append((a, b))
     return {"unowned": unowned, "gaps": gaps}
 
 
@@ -233,50 +223,45 @@ async def stream(bootstrap: str, messages, topic_of, seconds: float, schedule: l
     return ends
 
 
-async def wait_committed(bootstrap: str, group: str, ends: dict, timeout: float) -> float:
-    """Poll the group's commits until every input partition's is at its end; returns when."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.structs import TopicPartition
+class Commits(threading.Thread):
+    """Reads the group's commits every 0.25 s until ``stop``: notes each that went back
+    (partition, from, to), and when every partition of ``ends`` (once set) reached its end."""
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + timeout
-        parts = [TopicPartition(*tp) for tp in ends]
-        while time.monotonic() < deadline:
-            committed = await admin.list_consumer_group_offsets(group, partitions=parts)
-            have = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()}
-            if all(have.get(tp, -1) >= end for tp, end in ends.items()):
-                return time.time()
-            await asyncio.sleep(0.25)
-        raise TimeoutError(f"{group}: not caught up in {timeout} s")
-    finally:
-        await admin.close()
+    def __init__(self, bootstrap: str, group: str, tps: list):
+        super().__init__(daemon=True)
+        self.bootstrap, self.group, self.tps = bootstrap, group, tps
+        self.stop, self.caught_up = threading.Event(), threading.Event()
+        self.ends: dict | None = None
+        self.regressions: list = []
+        self.done_at = 0.0
 
+    def run(self) -> None:
+        asyncio.run(self._poll())
 
-def watch_commits(bootstrap: str, group: str, tps: list, stop: threading.Event, regressions: list) -> None:
-    """Until ``stop``: read the group's commits every 0.25 s and note each that went back
-    (partition, from, to).  A commit only moves forward unless the group re-processes."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.structs import TopicPartition
+    async def _poll(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.structs import TopicPartition
 
-    async def run():
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         last: dict = {}
         try:
-            while not stop.is_set():
-                committed = await admin.list_consumer_group_offsets(group, partitions=[TopicPartition(*tp) for tp in tps])
+            while not self.stop.is_set():
+                committed = await admin.list_consumer_group_offsets(
+                    self.group, partitions=[TopicPartition(*tp) for tp in self.tps])
                 for tp, meta in committed.items():
                     key = (tp.topic, tp.partition)
-                    if meta.offset >= 0 and meta.offset < last.get(key, -1):
-                        regressions.append((f"{tp.topic}[{tp.partition}]", last[key], meta.offset))
+                    if 0 <= meta.offset < last.get(key, -1):
+                        self.regressions.append((f"{tp.topic}[{tp.partition}]", last[key], meta.offset))
                     last[key] = max(meta.offset, last.get(key, -1))
+                ends = self.ends
+                if ends is not None and not self.caught_up.is_set() and all(
+                        last.get(tp, -1) >= end for tp, end in ends.items()):
+                    self.done_at = time.time()
+                    self.caught_up.set()
                 await asyncio.sleep(0.25)
         finally:
             await admin.close()
-
-    asyncio.run(run())
 
 
 def plan(case: str, seconds: float) -> tuple[int, list[tuple[float, str]]]:
@@ -335,31 +320,28 @@ def measure(group: Group, case: str, settings: Settings, server: ClickHouseServe
     stop = threading.Event()
     scraper = threading.Thread(target=group.scrape_forever, args=(stop,), daemon=True)
     scraper.start()
-    regressions: list = []
-    input_tps = [(settings.topic(k), p) for k in KINDS for p in range(PARTITIONS)]
-    watcher = threading.Thread(target=watch_commits, args=(broker.bootstrap, settings.app_id, input_tps, stop,
-                                                           regressions), daemon=True)
-    watcher.start()
+    commits = Commits(broker.bootstrap, settings.app_id, [(settings.topic(k), p) for k in KINDS for p in range(PARTITIONS)])
+    commits.start()
     began = time.time()
     ends = asyncio.run(stream(broker.bootstrap, messages, settings.topic, args.seconds,
                               [(at, change(what)) for at, what in changes]))
     sent_at = time.time()
-    input_topics = {settings.topic(k) for k in KINDS}
-    ends = {tp: end for tp, end in ends.items() if tp[0] in input_topics}
-    done = asyncio.run(wait_committed(broker.bootstrap, settings.app_id, ends, args.timeout))
+    commits.ends = {tp: end for tp, end in ends.items() if tp in set(commits.tps)}
+    caught_up = commits.caught_up.wait(args.timeout)
     stop.set()
+    commits.stop.set()
     scraper.join()
-    watcher.join()
+    commits.join()
+    if not caught_up:
+        raise TimeoutError(f"{group.name}: not caught up in {args.timeout} s")
+    done = commits.done_at
     for inc in group.live():
         inc.scrape()
     from clickhouse_driver import Client
 
     stored = Client("127.0.0.1", port=server.tcp_port).execute(
         f"SELECT count() FROM bench_{group.name}.events FINAL")[0][0]
-    for inc in group.members:
-        inc.gone = inc.gone or time.time()
-        inc.worker.stop()  # a stopped one is waited for; the survivors get SIGTERM
-    owned = [ownership(inc.worker.log, inc.gone) for inc in group.members]
+    owned = [ownership(inc.worker.log, inc.gone or done) for inc in group.members]
     intervals = [iv for spans, _ in owned for iv in spans]
     cover = coverage(intervals, began, done, PARTITIONS)
     window = done - began
@@ -388,7 +370,7 @@ def measure(group: Group, case: str, settings: Settings, server: ClickHouseServe
         "rereads": sum(x.count("fetched but not processed") for x in logs),
         "rereads_from_offset_0": sum(x.count("messages from offset 0 were fetched") for x in logs),
         "leave_group_lines": sum(x.count("LeaveGroup request succeeded") for x in logs),
-        "commit_regressions": regressions,  # the group's commit seen going back (partition, from, to)
+        "commit_regressions": commits.regressions,  # the group's commit seen going back (partition, from, to)
     }
 
 
