@@ -6,7 +6,6 @@ alerts that storage holds."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ from streams import cloudevents
 from streams.contracts import Rejection, decode_event
 from streams.settings import Settings
 from tests.conftest import wait_until
-from tests.integration.kafka_io import produce_raw
+from tests.integration.kafka_io import produce_raw, read_to_end
 from tests.integration.test_pipeline import _metric, replay
 from tests.schema_check import header_text, problems
 
@@ -69,33 +68,6 @@ def replayed(worker, broker, city, bad=()) -> None:
                timeout=180, what="the city processed")
 
 
-def read_all(bootstrap: str, topic: str) -> list:
-    """Every record of ``topic`` up to its end now (the worker publishes a batch's messages
-    before it counts the batch processed)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    async def run():
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-        await consumer.start()
-        try:
-            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            if not parts:
-                await consumer.force_metadata_update()
-                parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            ends = await consumer.end_offsets(parts)
-            records = []
-            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-                for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                    records.extend(r for r in batch if r.offset < ends[TopicPartition(r.topic, r.partition)])
-            return records
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(asyncio.wait_for(run(), 120))
-
-
 def assert_published(records, schema: str, kind: str) -> None:
     """Each record: keyed by its USCC, body valid, CloudEvents headers valid and of the kind;
     a message delivered twice carries the same body under the same ce_id."""
@@ -117,17 +89,17 @@ def test_every_message_the_worker_publishes_matches_its_schema_and_headers(start
     replayed(worker, broker, city, BAD)
     settings = Settings()
 
-    published = read_all(broker.bootstrap, settings.topic("alerts"))
+    published = read_to_end(broker.bootstrap, settings.topic("alerts"))
     assert len({orjson.loads(r.value)["alert_id"] for r in published}) >= 10  # not a vacuous check
     assert_published(published, "alert.v1.json", "alert")
     types = {header_text(r.headers)["ce_type"] for r in published}
     assert {"cn.entwatch.alert.opened", "cn.entwatch.alert.resolved"} <= types
 
-    scores = read_all(broker.bootstrap, settings.topic("risk"))
+    scores = read_to_end(broker.bootstrap, settings.topic("risk"))
     assert len({orjson.loads(r.value)["uscc"] for r in scores}) >= 10
     assert_published(scores, "risk.v1.json", "risk")
 
-    letters = read_all(broker.bootstrap, settings.topic("deadletter"))
+    letters = read_to_end(broker.bootstrap, settings.topic("deadletter"))
     assert sorted(r.value for r in letters) == sorted(value for _, value in BAD)
     for record in letters:
         headers = header_text(record.headers)
