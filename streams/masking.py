@@ -24,6 +24,10 @@ bank card number              13–19 digits passing the Luhn check, with   firs
                               (or 4-6-5)
 ============================  ==========================================  ====================
 
+A landline written as one unbroken run of digits right after a document-number word
+(发票, 代码, 编号, 单号, 订单, 税号, invoice, code, ...) is left alone: a 12-digit VAT invoice
+code (``044031900111``) has exactly a landline's shape.
+
 Masking replaces each hidden digit or letter by ``*`` and keeps separators, so the result
 has the same shape; characters outside the masked numbers are returned exactly as sent
 (full-width punctuation stays), and masked numbers show their kept digits as sent.
@@ -152,6 +156,24 @@ def _id18(m: re.Match) -> str:
     return _keep(m.group(), 6, 4)
 
 
+# Words after which an unbroken run of digits is a document number, not a telephone: a
+# 12-digit VAT invoice code (发票代码 044031900111) reads exactly like a landline with its
+# area code.  A landline written with a separator or parentheses is masked whatever precedes it.
+_DOCUMENT_NUMBER = re.compile("(?:发票|票据|代码|编码|编号|单号|订单|税号|合同号|invoice|code|no\\.)"
+                              f"(?:{_S}|[:：#号码为是])*$", re.IGNORECASE)
+
+
+def _landline(m: re.Match) -> str:
+    """A landline, unless it is an unbroken digit run right after a document-number word.
+
+    >>> _LANDLINE.sub(_landline, "发票代码：044031900111，电话076922123456")
+    '发票代码：044031900111，电话0769****3456'
+    """
+    if m.group().isdigit() and _DOCUMENT_NUMBER.search(m.string, max(0, m.start() - 12), m.start()):
+        return m.group()
+    return m.group("area") + _keep(m.group("local"), 0, 4)
+
+
 def _card(m: re.Match) -> str:
     digits = _digits(m.group())
     issuer = digits[0] in "34569" or 2221 <= int(digits[:4]) <= 2720  # ISO/IEC 7812 banking ranges
@@ -166,7 +188,7 @@ _RULES: tuple[tuple[re.Pattern, Callable[[re.Match], str]], ...] = (
     (_ID18, _id18),
     (_ID15, lambda m: _keep(m.group(), 6, 3)),
     (_MOBILE, lambda m: (m.group("prefix") or "") + _keep(m.group("body"), 3, 4)),
-    (_LANDLINE, lambda m: m.group("area") + _keep(m.group("local"), 0, 4)),
+    (_LANDLINE, _landline),
     (_CARD, _card),
 )
 _CANDIDATE = re.compile("[0-9@]")

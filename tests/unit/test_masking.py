@@ -37,6 +37,22 @@ def test_numbers_that_are_not_pii_are_left_alone(text):
     assert mask_pii(text) == text
 
 
+@pytest.mark.parametrize(
+    "text, masked",
+    [
+        ("发票代码044031900111", "发票代码044031900111"),
+        ("发票号码：044031900111", "发票号码：044031900111"),
+        ("invoice code 044031900111", "invoice code 044031900111"),
+        ("发票代码0769-22123456", "发票代码0769-****3456"),
+        ("电话号码076922123456", "电话号码0769****3456"),
+        ("发票代码044031900111，电话076922123456", "发票代码044031900111，电话0769****3456"),
+    ],
+    ids=["invoice-code", "invoice-number-colon", "english", "separated-is-a-phone", "phone-number-word", "both"],
+)
+def test_an_invoice_code_is_not_a_landline_but_a_phone_number_after_it_is(text, masked):
+    assert mask_pii(text) == masked
+
+
 def test_an_id_number_with_an_impossible_birth_date_is_not_an_id():
     assert mask_pii("编号440301199013011234") == "编号440301199013011234"
 
