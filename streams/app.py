@@ -127,7 +127,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         # commit the offsets.  A crash in between replays the batch: every step is idempotent.
         refused = await sink.write(result.rows)
         if refused:  # rows ClickHouse cannot hold for their values: dead letters (streams.sink)
-            await set_aside(refused, sink, deadletter)
+            await set_aside(refused, sink, deadletter, ce_source)
         sends = [await deadletter.send(key=key, value=value,  # cut to fit the broker; CloudEvents headers
                                        headers=cloudevents.with_deadletter_headers(
                                            letter, m.topic, m.partition, m.offset, m.timestamp, ce_source))

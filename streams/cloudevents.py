@@ -9,9 +9,10 @@ published again after a crash (at-least-once) carries the very same headers:
 
 - ``ce_id``: ``<alert_id>-<revision>`` for an alert, ``<uscc>-<revision>`` for a risk
   record (the revision is the enterprise's message sequence, which only grows), and
-  ``<topic>-<partition>-<offset>`` of the rejected message for a dead letter;
+  ``<topic>-<partition>-<offset>`` of the rejected message for a dead letter, and
+  ``sink-<table>-<sha256 of the row>`` for a row storage refused (``stage=sink``);
 - ``ce_time``: the event time the message is about (an alert's ``detected_at``, a risk
-  record's ``updated_at``, a dead letter's Kafka timestamp);
+  record's ``updated_at``, a dead letter's Kafka timestamp, a refused row's own time);
 - ``ce_sequence`` (the CloudEvents sequence extension): the revision, zero-padded to 20
   digits so that the strings sort like the numbers.
 
@@ -105,6 +106,29 @@ def deadletter_headers(topic: str, partition: int, offset: int, timestamp: float
     when = rfc3339(datetime.fromtimestamp(timestamp, timezone.utc))
     return _headers(f"{topic}-{partition}-{offset}", ce_source, DEADLETTER_TYPE, when,
                     DEADLETTER_CONTENT_TYPE, None, topic, None)
+
+
+def sink_deadletter_headers(table: str, row: dict, digest: str, ce_source: str) -> list[tuple[str, bytes]]:
+    """CloudEvents headers of the dead letter of a row storage refused (``entwatch.stage=sink``):
+    its data is the row as JSON, with no schema of its own (a storage row, not a contract
+    message), so its content type stays the dead letters' ``application/octet-stream``.
+    ``ce_time`` is the row's own time (its event, detection or update time, else its day).
+
+    >>> from datetime import date
+    >>> h = dict(sink_deadletter_headers("utility_daily", {"uscc": "914403001922038216", "day": date(2024, 5, 1)},
+    ...                                  "ab" * 32, "/entwatch"))
+    >>> h["ce_id"][:24], h["ce_time"], h["ce_subject"]
+    (b'sink-utility_daily-ababa', b'2024-05-01T00:00:00Z', b'914403001922038216')
+    """
+    when = next((row[k] for k in ("event_time", "detected_at", "updated_at", "received_at")
+                 if isinstance(row.get(k), datetime)), None)
+    if when is None:
+        day = row.get("day")
+        when = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) if day is not None and hasattr(day, "year") \
+            else datetime(1970, 1, 1, tzinfo=timezone.utc)
+    subject = row.get("uscc") if isinstance(row.get("uscc"), str) else table
+    return _headers(f"sink-{table}-{digest}", ce_source, DEADLETTER_TYPE, rfc3339(when),
+                    DEADLETTER_CONTENT_TYPE, None, subject, None)
 
 
 def case_headers(event: dict, ce_source: str) -> list[tuple[str, bytes]]:

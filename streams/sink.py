@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from streams import metrics
+from streams.cloudevents import sink_deadletter_headers
 from streams.storage import TABLES, Storage
 from streams.topics import DEADLETTER_MAX_BYTES
 
@@ -125,10 +126,12 @@ class Unstorable:
         return [("entwatch.stage", b"sink"), ("entwatch.reason", b"unstorable"),
                 ("entwatch.table", self.table.encode()), ("entwatch.detail", self.fault.detail.encode())]
 
-    def record(self, limit: int = DEADLETTER_MAX_BYTES) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    def record(self, limit: int = DEADLETTER_MAX_BYTES, ce_source: str | None = None
+               ) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
         """Its dead letter as ``(key, value, headers)``, the value at most ``limit`` bytes:
         a larger row has its longest strings cut (header ``entwatch.truncated``: the full
-        size); ``entwatch.sha256`` is the digest of the full JSON.
+        size); ``entwatch.sha256`` is the digest of the full JSON.  With ``ce_source``, its
+        CloudEvents headers follow (``streams.cloudevents.sink_deadletter_headers``).
 
         >>> big = Unstorable("events", {"uscc": "u", "payload": "x" * 5000}, Fault(53, "TYPE_MISMATCH", None, True))
         >>> key, value, headers = big.record(limit=1000)
@@ -136,10 +139,13 @@ class Unstorable:
         (True, b'5028')
         """
         value = self.value()
-        headers = self.headers() + [("entwatch.sha256", hashlib.sha256(value).hexdigest().encode())]
+        digest = hashlib.sha256(value).hexdigest()
+        headers = self.headers() + [("entwatch.sha256", digest.encode())]
         if len(value) > limit:
             headers.append(("entwatch.truncated", str(len(value)).encode()))
             value = _cut(self.row, limit)
+        if ce_source is not None:
+            headers += sink_deadletter_headers(self.table, self.row, digest, ce_source)
         return self.key, value, headers
 
     def deadletter_row(self, topic: str, partition: int, offset: int) -> dict[str, Any]:
@@ -275,14 +281,15 @@ class Sink:
                         time.monotonic() - started)
 
 
-async def set_aside(refused: list[Unstorable], sink: Sink, topic, limit: int = DEADLETTER_MAX_BYTES) -> None:
+async def set_aside(refused: list[Unstorable], sink: Sink, topic, ce_source: str | None = None,
+                    limit: int = DEADLETTER_MAX_BYTES) -> None:
     """Dead-letter rows storage refused: each on ``topic`` (a Faust topic) as JSON with
     ``entwatch.stage=sink`` and ``entwatch.reason=unstorable`` (``Unstorable.record``, at
-    most ``limit`` bytes), acknowledged; then a ``deadletters`` row pointing at its dead
-    letter; then counted."""
+    most ``limit`` bytes; CloudEvents headers of ``ce_source``), acknowledged; then a
+    ``deadletters`` row pointing at its dead letter; then counted."""
     sent = []
     for r in refused:
-        key, value, headers = r.record(limit)
+        key, value, headers = r.record(limit, ce_source)
         sent.append(await topic.send(key=key, value=value, headers=headers))
     written = await asyncio.gather(*sent)
     rows = [r.deadletter_row(meta.topic, meta.partition, meta.offset) for r, meta in zip(refused, written)]

@@ -26,6 +26,7 @@ from streams.storage import EmbeddedStorage, apply_schema, open_storage
 from streams.uscc import make_uscc
 from tests.conftest import Worker, require, wait_until
 from tests.integration.kafka_io import read_topic
+from tests.schema_check import header_text, problems
 from tests.integration.test_deploy_observability import Prometheus
 from tests.integration.test_pipeline import _metric
 from tests.services import ClickHouseServer
@@ -231,10 +232,13 @@ def test_a_worker_dead_letters_rows_its_storage_refuses_and_stores_every_other_m
     assert len(letters) == len(too_many)
     for letter in letters:
         headers = dict(letter.headers)
-        assert headers == {"entwatch.stage": b"sink", "entwatch.reason": b"unstorable",
-                           "entwatch.table": b"social_monthly",
-                           "entwatch.detail": b"ClickHouse 53 TYPE_MISMATCH, column insured_headcount",
-                           "entwatch.sha256": hashlib.sha256(letter.value).hexdigest().encode()}
+        entwatch = {k: v for k, v in headers.items() if k.startswith("entwatch.")}
+        assert entwatch == {"entwatch.stage": b"sink", "entwatch.reason": b"unstorable",
+                            "entwatch.table": b"social_monthly",
+                            "entwatch.detail": b"ClickHouse 53 TYPE_MISMATCH, column insured_headcount",
+                            "entwatch.sha256": hashlib.sha256(letter.value).hexdigest().encode()}
+        assert problems("cloudevents-headers.v1.json", header_text(letter.headers)) == []
+        assert headers["ce_id"] == b"sink-social_monthly-" + headers["entwatch.sha256"]
         row = json.loads(letter.value)
         assert too_many[int(row["event_id"][2:])] == row["insured_headcount"] and letter.key == row["uscc"].encode()
     count = lambda sql: storage.query(sql)[0]["n"]  # noqa: E731

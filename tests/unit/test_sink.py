@@ -17,6 +17,7 @@ from clickhouse_driver.errors import NetworkError, TypeMismatchError
 
 from streams import metrics
 from streams.sink import Fault, Sink, Unstorable, fault_of, set_aside
+from tests.schema_check import header_text, problems
 
 UINT32_MAX = 2**32 - 1
 
@@ -176,6 +177,18 @@ def test_a_dead_letter_is_the_row_as_json_with_headers_that_hold_no_value():
                              "entwatch.detail": b"ClickHouse 53 TYPE_MISMATCH",
                              "entwatch.sha256": hashlib.sha256(value).hexdigest().encode()}
     assert refused.kind == "social" and key == row["uscc"].encode() and value == refused.value()
+
+
+def test_a_dead_letter_with_a_source_carries_cloudevents_headers_that_its_schemas_accept():
+    row = rows(1, bad={0})[0] | {"kind": "social"}
+    refused = Unstorable("events", row, Fault(53, "TYPE_MISMATCH", "insured_headcount", True))
+    key, value, headers = refused.record(ce_source="/entwatch")
+    text = header_text(headers)
+    assert problems("cloudevents-headers.v1.json", text) == [] and problems("deadletter-headers.v1.json", text) == []
+    assert text["ce_id"] == f"sink-events-{hashlib.sha256(value).hexdigest()}" == f"sink-events-{text['entwatch.sha256']}"
+    assert (text["ce_type"], text["ce_subject"], text["ce_time"]) == (
+        "cn.entwatch.deadletter", row["uscc"], "2024-03-01T00:00:00Z")  # the row's own time: sent again, the same
+    assert refused.record(ce_source="/entwatch") == (key, value, headers)
 
 
 def test_a_dead_letter_too_big_for_the_broker_has_its_longest_strings_cut_and_says_so():
