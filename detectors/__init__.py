@@ -3,7 +3,8 @@
 The public pieces (see docs/DETECTION.md):
 
 - ``EnterpriseDetectors`` (detectors.enterprise): the eight rule families for one enterprise
-- ``Cohorts`` (detectors.cohorts): peer statistics, one per worker
+- ``Cohorts`` (detectors.cohorts): peer statistics; ``CityCohorts`` (detectors.citywide):
+  the city's cohorts merged from every partition's contributions, and the cohort watermark
 - ``AlertBook`` (detectors.alerts): the alert lifecycle and SPEC §5 alert messages
 - ``RiskScore`` (detectors.risk): risk 0–100 and the supervision list
 - ``EventClock`` (detectors.days): the event-time watermark that closes days

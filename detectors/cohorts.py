@@ -20,6 +20,20 @@ enterprise's own).
 ('industry_town', 4, 1.05, 0.148)
 >>> round(view.z(5.0), 1)
 26.6
+
+City-wide, the statistics a verdict reads do not depend on which enterprises share its
+partition: a partition's detectors write what they contribute on the day being closed into
+a ``CohortDelta``, and read the city's ``Cohorts`` as every partition's deltas left it at the
+end of the day before (``CohortWindow``; merged by ``detectors.citywide.CityCohorts``).
+
+>>> city, delta = Cohorts(min_members=1), CohortDelta()
+>>> window = CohortWindow(city, delta)
+>>> window.observe(profile, "m", "e1", 2.0)
+>>> window.stats(profile, "m") is None           # today's values are not visible today
+True
+>>> city.apply(delta)                            # the day is folded into the city's cohorts
+>>> window.stats(profile, "m").median
+2.0
 """
 
 from __future__ import annotations
@@ -89,11 +103,19 @@ class Cohorts:
 
         ``tag`` (e.g. a period ``2024-05``) lets ``stats`` compare only values that share it."""
         for level, key in cohort_keys(profile):
-            book = self._values.setdefault((metric, level, key), OrderedDict())
-            book[member] = (float(value), tag)
-            book.move_to_end(member)
-            while len(book) > self.max_members:
-                book.popitem(last=False)
+            self._put((metric, level, key), member, (float(value), tag))
+
+    def _put(self, book_key: tuple, member: str, entry: tuple | None) -> None:
+        if entry is None:
+            book = self._values.get(book_key)
+            if book is not None:
+                book.pop(member, None)
+            return
+        book = self._values.setdefault(book_key, OrderedDict())
+        book[member] = entry
+        book.move_to_end(member)
+        while len(book) > self.max_members:
+            book.popitem(last=False)
 
     def forget(self, profile: dict | None, metric: str, member: str) -> None:
         """Drop ``member``'s value of ``metric`` (e.g. it turned out anomalous)."""
@@ -129,16 +151,19 @@ class Cohorts:
         """Count one member's verdict for ``day``: was its consumption far below its own
         baseline?"""
         for level, key in cohort_keys(profile):
-            book = self._days.setdefault((level, key), {})
-            counts = book.get((utility, day))
-            if counts is None:
-                counts = book[(utility, day)] = [0, 0]
-                if len(book) > self.day_memory * 3:
-                    newest = max(d for _, d in book)
-                    for old in [k for k in book if (newest - k[1]).days >= self.day_memory]:
-                        del book[old]
-            counts[0] += bool(low)
-            counts[1] += 1
+            self._count((level, key), utility, day, int(bool(low)), 1)
+
+    def _count(self, cohort: tuple, utility: str, day: date, low: int, total: int) -> None:
+        book = self._days.setdefault(cohort, {})
+        counts = book.get((utility, day))
+        if counts is None:
+            counts = book[(utility, day)] = [0, 0]
+            if len(book) > self.day_memory * 3:
+                newest = max(d for _, d in book)
+                for old in [k for k in book if (newest - k[1]).days >= self.day_memory]:
+                    del book[old]
+        counts[0] += low
+        counts[1] += total
 
     def low_share(self, profile: dict | None, utility: str, day: date,
                   min_members: int = 10) -> float | None:
@@ -149,3 +174,112 @@ class Cohorts:
             if counts and counts[1] >= min_members:
                 return counts[0] / counts[1]
         return None
+
+    # -- city-wide: one day's contributions at a time -------------------------------------
+    def apply(self, delta: "CohortDelta") -> None:
+        """Fold one day's contributions (of one partition, or of all of them merged) in, in
+        a fixed order (by metric, cohort and member), so the bounded member lists are the
+        same however the contributions were split between partitions."""
+        for (metric, level, key, member), entry in sorted(delta.values.items(), key=_value_order):
+            self._put((metric, level, key), member, entry)
+        for (level, key, utility, ordinal), (low, total) in sorted(delta.days.items(), key=_day_order):
+            self._count((level, key), utility, date.fromordinal(ordinal), low, total)
+
+
+def _value_order(item) -> tuple:
+    (metric, level, key, member), _ = item
+    return (metric, level, tuple(map(str, key)), member)
+
+
+def _day_order(item) -> tuple:
+    (level, key, utility, ordinal), _ = item
+    return (ordinal, level, tuple(map(str, key)), utility)
+
+
+class CohortDelta:
+    """What one partition's enterprises contribute to the cohorts while one day is closed:
+    each member's latest value of a metric (``None``: forgotten) and the shared-stop
+    verdicts counted per cohort.  Members are disjoint between partitions, so the deltas of
+    all partitions for a day merge without conflict.
+
+    >>> d = CohortDelta()
+    >>> d.record_day({"industry": "C39"}, "water", date(2024, 5, 6), True)
+    >>> CohortDelta.from_message(d.to_message()).days == d.days
+    True
+    """
+
+    __slots__ = ("values", "days")
+
+    def __init__(self, values: dict | None = None, days: dict | None = None):
+        self.values: dict[tuple, tuple | None] = values if values is not None else {}
+        self.days: dict[tuple, list[int]] = days if days is not None else {}
+
+    def observe(self, profile: dict | None, metric: str, member: str, value: float, tag: str | None = None) -> None:
+        for level, key in cohort_keys(profile):
+            self.values[(metric, level, key, member)] = (float(value), tag)
+
+    def forget(self, profile: dict | None, metric: str, member: str) -> None:
+        for level, key in cohort_keys(profile):
+            self.values[(metric, level, key, member)] = None
+
+    def record_day(self, profile: dict | None, utility: str, day: date, low: bool) -> None:
+        for level, key in cohort_keys(profile):
+            counts = self.days.setdefault((level, key, utility, day.toordinal()), [0, 0])
+            counts[0] += bool(low)
+            counts[1] += 1
+
+    def merge(self, other: "CohortDelta") -> None:
+        """Add another partition's delta of the same day."""
+        self.values.update(other.values)
+        for k, (low, total) in other.days.items():
+            counts = self.days.setdefault(k, [0, 0])
+            counts[0] += low
+            counts[1] += total
+
+    def __bool__(self) -> bool:
+        return bool(self.values or self.days)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, CohortDelta) and self.values == other.values and self.days == other.days
+
+    def to_message(self) -> dict:
+        """A JSON-able form (lists, no tuples as keys)."""
+        return {"values": [[metric, level, list(key), member, None if e is None else e[0], None if e is None else e[1],
+                            e is None] for (metric, level, key, member), e in sorted(self.values.items(), key=_value_order)],
+                "days": [[level, list(key), utility, ordinal, low, total]
+                         for (level, key, utility, ordinal), (low, total) in sorted(self.days.items(), key=_day_order)]}
+
+    @classmethod
+    def from_message(cls, body: dict) -> "CohortDelta":
+        values = {(metric, level, tuple(key), member): None if gone else (float(value), tag)
+                  for metric, level, key, member, value, tag, gone in body.get("values", ())}
+        days = {(level, tuple(key), utility, int(ordinal)): [int(low), int(total)]
+                for level, key, utility, ordinal, low, total in body.get("days", ())}
+        return cls(values, days)
+
+
+class CohortWindow:
+    """The cohorts as the detectors of one partition see them while a day is closed: they
+    read the city's statistics through the day before (``city``), and what they contribute
+    goes into the partition's delta for the day (``delta``), visible to every partition
+    from the next day on.  The same interface as ``Cohorts``."""
+
+    __slots__ = ("city", "delta")
+
+    def __init__(self, city: Cohorts, delta: CohortDelta):
+        self.city, self.delta = city, delta
+
+    def observe(self, profile, metric, member, value, tag=None) -> None:
+        self.delta.observe(profile, metric, member, value, tag)
+
+    def forget(self, profile, metric, member) -> None:
+        self.delta.forget(profile, metric, member)
+
+    def record_day(self, profile, utility, day: date, low: bool) -> None:
+        self.delta.record_day(profile, utility, day, low)
+
+    def stats(self, *args, **kwargs) -> CohortView | None:
+        return self.city.stats(*args, **kwargs)
+
+    def low_share(self, *args, **kwargs) -> float | None:
+        return self.city.low_share(*args, **kwargs)

@@ -1,37 +1,42 @@
 """Detection of one partition: the enterprise records, the watermark and the one driver.
 
-Each input partition is monitored on its own, so that the alerts are a function of the
-data only (SPEC §4), whatever the batch boundaries, the interleaving of partitions, the
-number of workers or a restart:
+Each input partition is monitored on its own, and its peers are the whole city's, so that
+the alerts are a function of the data only (SPEC §4), whatever the batch boundaries, the
+interleaving of partitions, the number of partitions or workers, or a restart:
 
-- **an event-time clock per partition, driven by the utility stream**
-  (``detectors.days.EventClock``: the largest utility ``event_time`` seen in the partition
-  minus the allowed lateness).  All input topics are keyed by USCC and have the same
-  partition count, so partition *p* of every topic holds the same enterprises, and a worker
-  owns all of them together.  But the five topics of a partition are consumed at their own
-  pace: catching up a backlog, a month of tax returns arrives in the time of a few days of
-  meter uploads.  So only the utility topic, one ordered log, moves the clock, and the other
-  kinds' events wait in their enterprise's record (``pending``) until the clock has closed
-  their day; they are then judged in event-time order, before that day's close.  That makes
-  the order in which the rules see events a function of the data, not of fetch timing.
-- **peer cohorts per partition** (``detectors.cohorts.Cohorts``): the peers an enterprise is
-  compared with are the enterprises of its partition (about ``N / partitions`` of them).
-  They live in memory and are rebuilt from the stream after a restart (see docs/DETECTION.md).
+- **an event-time clock per partition, driven by the meter readings**
+  (``PartitionClock``: how far the utility readings have covered time, minus the allowed
+  lateness).  All input topics are keyed by USCC and have the same partition count, so
+  partition *p* of every topic holds the same enterprises, and a worker owns all of them
+  together.  But the five topics of a partition are consumed at their own pace: catching
+  up a backlog, a month of tax returns arrives in the time of a few days of meter uploads.
+  So only the readings move the clock, and the other kinds' events wait in their
+  enterprise's record (``pending``) until the clock has closed their day; they are then
+  judged in event-time order, before that day's close.
+- **city-wide peer cohorts** (``detectors.citywide.CityCohorts``): a day's verdicts read
+  the cohorts of every partition as they stood at the end of the day before, and a
+  partition closes a day only once every partition has closed the day before it (the
+  cohort watermark).  A partition whose own readings lag the city's follows the city
+  (at ``CityCohorts.idle_lag``; at the end of the input, all the way).
 - **one record per enterprise** (``Tracked``): aggregates, detectors, open alerts and risk,
   pickled into the worker's changelogged table, so a restarted worker continues where the
-  last committed batch left it.
+  last committed batch left it.  An enterprise takes part in the day closes from the first
+  day its own data is about (``Tracked.born``), not from whenever its partition's clock
+  happened to stand when it first appeared.
 
-When a partition's clock closes a day, every enterprise of the partition is judged for that
-day before any is judged for the next (day-major): ``PartitionDriver`` below is the one
-driver that does it, for the worker, the evaluation and the tests.
-A partition that carries no utility data never closes a day; its other events are then
-released unsynchronised once an enterprise holds ``MAX_PENDING`` of them.
+When a partition closes a day, every enterprise of the partition is judged for that day
+before any is judged for the next (day-major): ``PartitionDriver`` below is the one driver
+that does it, for the worker, the evaluation and the tests.
+A partition that carries no utility data follows the city's clock; without any utility
+data in the city, no day closes and other events are released unsynchronised once an
+enterprise holds ``MAX_PENDING`` of them.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -39,8 +44,9 @@ from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from detectors.alerts import AlertBook
-from detectors.cohorts import Cohorts
-from detectors.days import DEFAULT_LATENESS, EventClock
+from detectors.citywide import CityCohorts, PartitionReport
+from detectors.cohorts import CohortDelta, CohortWindow
+from detectors.days import DEFAULT_LATENESS, EventClock, closed_through
 from detectors.enterprise import EnterpriseDetectors
 from detectors.findings import Finding
 from detectors.risk import RiskScore
@@ -72,12 +78,13 @@ def load_state(blob: bytes):
 @dataclass
 class PartitionClock:
     """A partition's event-time clock: moved by how far the meter readings have covered
-    time (minus the utility lateness), held back by lagging kinds."""
+    time (its own, or the city's when it lags), held back by lagging kinds."""
 
     clock: EventClock
-    seq: int = 0  # cohort contributions recorded on this partition (their order, for a rebuild)
+    seq: int = 0  # unused since the cohorts are city-wide (kept for records pickled before)
     seen: dict[str, datetime] = field(default_factory=dict)   # kind -> largest event_time consumed
     first: dict[str, datetime] = field(default_factory=dict)  # kind -> smallest event_time consumed
+    carry: CohortDelta | None = None  # contributions made between day closes (late events): go with the next day
 
     def saw(self, kind: str, event_time: datetime, since: datetime | None = None) -> None:
         """Note an event of ``kind``: the time up to which it tells (``event_time``), and
@@ -96,81 +103,31 @@ class PartitionClock:
         end = min(datetime.combine(last + timedelta(days=1), time(0), tz), recorded_at)
         self.saw("utility", end, datetime.combine(first, time(0), tz))
 
-    def advance(self, behind: set[str]) -> list[date]:
-        """Move to the latest utility time, but not past the latest time seen of a kind
-        that still has unconsumed messages; returns the days this closes.  The clock
-        starts at the partition's earliest event, so history is judged day by day too."""
+    def target(self, behind: set[str], city: datetime | None, idle_lag: timedelta,
+               final: bool = False) -> datetime | None:
+        """The time the clock may move to: its own readings' coverage, or the city's minus
+        ``idle_lag`` if that is further (all of the city's if ``final``: the input has
+        ended), but not past the latest time seen of a kind that still has unconsumed
+        messages."""
         target = self.seen.get("utility")
-        for kind in behind - {"utility"}:
+        if city is not None:
+            follow = city if final else city - idle_lag
+            target = follow if target is None else max(target, follow)
+        for kind in behind:
             if target is not None:
                 target = min(target, self.seen[kind]) if kind in self.seen else None
-        if target is None:
-            return []
-        if self.clock.closed_through is None:
-            earliest = min(self.first.values())
-            self.clock.closed_through = earliest.astimezone(self.clock.tz).date() - timedelta(days=1)
-        return self.clock.observe(target)
+        return target
 
-    def close_through(self, day: date) -> list[date]:
-        """Close every day up to ``day`` (the end of a finite input); returns them."""
-        days = []
-        while self.clock.closed_through is not None and self.clock.closed_through < day:
-            self.clock.closed_through += timedelta(days=1)
-            days.append(self.clock.closed_through)
-        return days
+    def report(self, behind: set[str]) -> PartitionReport:
+        """What this partition tells the city."""
+        return PartitionReport(min(self.first.values()) if self.first else None, self.seen.get("utility"),
+                               self.clock.closed_through, bool(self.first), not behind)
 
     def closed_at(self, day: date) -> datetime:
         """The event time at which ``day`` closes: its end plus the allowed lateness (the
         ``detected_at`` of what its close finds; a function of the day, not of batching)."""
         end = datetime.combine(day + timedelta(days=1), time(0), self.clock.tz)
         return end + self.clock.lateness
-
-
-class PartitionCohorts:
-    """The peer cohorts of one partition, which also note each enterprise's own
-    contributions in its record (``Tracked.contrib``, ``Tracked.lows``), so that after a
-    restart the cohorts are rebuilt from the recovered records exactly as they were.
-
-    ``record`` is the enterprise being judged; the detectors only ever contribute their own
-    values.  Everything else (``stats``, ``low_share``) is the plain ``Cohorts``."""
-
-    def __init__(self, cohorts: Cohorts, seq: int = 0):
-        self.cohorts = cohorts
-        self.seq = seq
-        self.record: Tracked | None = None
-
-    def __getattr__(self, name):
-        return getattr(self.cohorts, name)
-
-    def observe(self, profile, metric, member, value, tag=None) -> None:
-        self.cohorts.observe(profile, metric, member, value, tag)
-        if self.record is not None and member == self.record.uscc:
-            self.seq += 1
-            self.record.contrib[metric] = (self.seq, float(value), tag)
-
-    def forget(self, profile, metric, member) -> None:
-        self.cohorts.forget(profile, metric, member)
-        if self.record is not None and member == self.record.uscc:
-            self.record.contrib.pop(metric, None)
-
-    def record_day(self, profile, utility, day: date, low: bool) -> None:
-        self.cohorts.record_day(profile, utility, day, low)
-        if self.record is not None:
-            self.record.note_day(utility, day.toordinal(), low, self.cohorts.day_memory)
-
-    @classmethod
-    def rebuild(cls, cohorts: Cohorts, seq: int, records: list["Tracked"]) -> "PartitionCohorts":
-        """The cohorts as the records' contributions left them (values in their original
-        order, so the bounded member lists keep the same members)."""
-        values = sorted((entry[0], tr.uscc, metric, entry[1], entry[2])
-                        for tr in records for metric, entry in tr.contrib.items())
-        by_uscc = {tr.uscc: tr for tr in records}
-        for _, uscc, metric, value, tag in values:
-            cohorts.observe(by_uscc[uscc].detectors.profile, metric, uscc, value, tag)
-        days = sorted((day, tr.uscc, utility, low) for tr in records for utility, day, low in tr.noted_days())
-        for day, uscc, utility, low in days:
-            cohorts.record_day(by_uscc[uscc].detectors.profile, utility, date.fromordinal(day), low)
-        return cls(cohorts, seq)
 
 
 @dataclass
@@ -196,9 +153,8 @@ class Tracked:
     risk: RiskScore | None = None
     seq: int = 0                  # messages published about this enterprise (the revision)
     pending: list = field(default_factory=list)  # (local day ordinal, event) waiting for the clock
-    contrib: dict = field(default_factory=dict)  # metric -> (seq, value, tag) given to the cohorts
-    lows: dict = field(default_factory=dict)     # utility -> [last day ordinal, days-seen mask, low mask]
     risk_published: float = 0.0   # the score last published on monitor.risk
+    born: int | None = None       # ordinal of the first local day its data is about (None: before this was kept)
 
     def __post_init__(self) -> None:
         if self.detectors is None:
@@ -237,7 +193,7 @@ class Tracked:
         return pickle.dumps(self, STATE_PROTOCOL)
 
     # -- detection -------------------------------------------------------------------------
-    def feed(self, event, cohorts: Cohorts, tz: ZoneInfo) -> list[Finding]:
+    def feed(self, event, cohorts: CohortWindow, tz: ZoneInfo) -> list[Finding]:
         """The event-driven rules (registry, tax, social, complaint) for one validated event
         already folded into ``state``."""
         det = self.detectors
@@ -287,24 +243,15 @@ class Tracked:
         """Keep a non-utility event until the clock has closed its local day."""
         self.pending.append((event.event_time.astimezone(tz).toordinal(), event))
 
-    def note_day(self, utility: str, ordinal: int, low: bool, memory: int) -> None:
-        """Remember this enterprise's shared-stop verdict for a day (the last ``memory`` days)."""
-        last, seen, lows = self.lows.get(utility, (ordinal, 0, 0))
-        if ordinal > last:
-            shift = ordinal - last
-            seen, lows, last = seen << shift, lows << shift, ordinal
-        bit = 1 << (last - ordinal)
-        mask = (1 << memory) - 1
-        self.lows[utility] = (last, (seen | bit) & mask, ((lows & ~bit) | (bit if low else 0)) & mask)
+    def about(self, day: date) -> None:
+        """Note a day this enterprise's data is about: it takes part in closes from the first."""
+        ordinal = day.toordinal()
+        if self.born is None or ordinal < self.born:
+            self.born = ordinal
 
-    def noted_days(self):
-        """(utility, day ordinal, low) of the remembered verdicts."""
-        for utility, (last, seen, lows) in self.lows.items():
-            i = 0
-            while seen >> i:
-                if (seen >> i) & 1:
-                    yield utility, last - i, bool((lows >> i) & 1)
-                i += 1
+    def judged_on(self, day: date) -> bool:
+        """Does the close of ``day`` judge this enterprise (is its data about that day or earlier)?"""
+        return self.born is None or self.born <= day.toordinal()
 
     def open_rules(self) -> list[str]:
         return [rule for (_, rule) in self.book.open]
@@ -323,6 +270,13 @@ class Judged:
     readings: int = 0
     too_late: int = 0
     duplicates: int = 0
+    # the driver's working state for the batch
+    loader: Callable[[str], "Tracked | None"] = lambda uscc: None
+    born_closed: date | None = None
+    index: int = -1               # the batch index of the partition's last event (its messages go with it)
+    all_loaded: bool = False
+    touched: dict = field(default_factory=lambda: defaultdict(dict))  # uscc -> {(utility, day): None}
+    delta: CohortDelta | None = None
 
 
 class PartitionDriver:
@@ -330,88 +284,152 @@ class PartitionDriver:
     its clock, and judge the days it closes (the one detection driver: the worker, the
     evaluation and the tests all run it).
 
-    ``run`` takes the partition's events in offset order with the index each has in its
-    batch, ``load(uscc)`` (the stored record or None) and ``members()`` (every enterprise
-    the partition holds); it changes only the records it returns and ``clock``.
+    A batch of a partition is ``fold`` (its events in offset order, with the index each has
+    in its batch), then ``close`` as often as the city lets it close another day (other
+    partitions closing theirs in between), then ``finish``.  ``run`` does the three for a
+    partition that is the whole city.  ``load(uscc)`` gives the stored record or None,
+    ``members()`` every enterprise the partition holds; the driver changes only the records
+    it returns in ``Judged`` and the clock.
     """
 
-    def __init__(self, thresholds: Thresholds = DEFAULT, tz: ZoneInfo = CITY_TZ):
+    def __init__(self, thresholds: Thresholds = DEFAULT, tz: ZoneInfo = CITY_TZ,
+                 city: CityCohorts | None = None, partition: int = 0):
         self.thresholds = thresholds
         self.tz = tz
-        self.cohorts: PartitionCohorts | None = None  # rebuilt from the records on first use
+        self.city = city if city is not None else CityCohorts(tz=tz, min_members=thresholds.cohort_min_members)
+        self.partition = partition
+
+    def judged(self, clock: PartitionClock, load: Callable[[str], Tracked | None]) -> Judged:
+        """An empty ``Judged`` for one batch of this partition (its record cache)."""
+        return Judged(loader=load, born_closed=clock.clock.closed_through)
 
     def run(self, clock: PartitionClock, items: list[tuple[int, object]], load: Callable[[str], Tracked | None],
-            members: Callable[[], Iterable[str]], behind: set[str] = frozenset(),
-            close_through: date | None = None) -> Judged:
-        out = Judged()
-        cache = out.records
-        touched: dict[str, dict[tuple[str, date], None]] = defaultdict(dict)
+            members: Callable[[], Iterable[str]], behind: set[str] = frozenset(), final: bool = False) -> Judged:
+        """Fold, close what the city allows, finish: one batch of a partition that is alone
+        (or whose peers have run already)."""
+        out = self.judged(clock, load)
+        self.fold(clock, items, out)
+        self.report(clock, behind)
+        while self.close(clock, members, out, behind, final):
+            pass
+        self.finish(clock, out)
+        return out
 
-        def tracked(uscc: str) -> Tracked:
-            tr = cache.get(uscc)
-            if tr is None:
-                tr = load(uscc)
-                if tr is None:
-                    tr = Tracked(uscc, self.thresholds)
-                    tr.state.judged_through = clock.clock.closed_through or date.min
-                cache[uscc] = tr
-            return tr
-
-        if self.cohorts is None:  # first run of this partition in this process
-            self.cohorts = PartitionCohorts.rebuild(Cohorts(min_members=self.thresholds.cohort_min_members),
-                                                    clock.seq, [tracked(uscc) for uscc in members()])
-        cohorts = self.cohorts
-
-        def publish(tr: Tracked, findings: list[Finding], at: datetime, index: int) -> None:
-            tr.publish(findings, at, index, out.alerts, out.risk)
-
+    def fold(self, clock: PartitionClock, items: list[tuple[int, object]], out: Judged) -> None:
+        """Fold the events into their enterprises' records; events other than readings wait
+        for their day to close."""
         for index, event in items:
-            tr = tracked(event.uscc)
+            tr = self._tracked(out, event.uscc, clock)
             out.last[event.uscc] = index
+            out.index = index
             if event.kind == "utility":
-                days = self._fold_utility(tr, event, touched[event.uscc], out)
+                days = self._fold_utility(tr, event, out.touched[event.uscc], out)
                 if days:
                     clock.covered(min(days), max(days), event.event_time)
+                    tr.about(min(days))
                 continue
             clock.saw(event.kind, event.event_time)
             if self._fold(tr, event):
+                tr.about(event.event_time.astimezone(self.tz).date())
                 tr.hold(event, self.tz)  # judged once the clock has closed its day
                 if len(tr.pending) > MAX_PENDING:  # no utility data moves this partition's clock
                     _, early = tr.pending.pop(0)
-                    cohorts.record = tr
-                    publish(tr, tr.feed(early, cohorts, self.tz), early.event_time, index)
-        index = items[-1][0] if items else -1
-        days = clock.advance(behind)
-        if close_through is not None:
-            days += clock.close_through(close_through)
-        if days:
+                    tr.publish(tr.feed(early, self._between_closes(clock), self.tz), early.event_time, index,
+                               out.alerts, out.risk)
+
+    def report(self, clock: PartitionClock, behind: set[str] = frozenset()) -> None:
+        """Tell the city how far this partition's data goes."""
+        self.city.report(self.partition, clock.report(behind))
+
+    def close(self, clock: PartitionClock, members: Callable[[], Iterable[str]], out: Judged,
+              behind: set[str] = frozenset(), final: bool = False, through: date | None = None) -> bool:
+        """Close the next day if the data and the city allow it; False if not.  ``final``:
+        the input has ended, follow the city's readings all the way (``through``: and close
+        every day up to that one too)."""
+        city = self.city
+        if clock.clock.closed_through is None:
+            start = city.begin(self.partition)
+            if start is None:
+                return False
+            clock.clock.closed_through = start
+            city.report(self.partition, clock.report(behind))
+        target = clock.target(behind, city.coverage(), city.idle_lag, final)
+        if target is None:
+            return False
+        if clock.clock.now is None or target > clock.clock.now:
+            clock.clock.now = target
+        last = closed_through(target, clock.clock.lateness, self.tz)
+        if final and through is not None:
+            last = max(last, through)
+        allowed = city.allowed()
+        day = clock.clock.closed_through + timedelta(days=1)
+        if day > last or allowed is None or day > allowed:
+            return False
+        self._close_day(clock, day, members, out)
+        clock.clock.closed_through = day
+        delta, clock.carry = out.delta, None
+        city.contribute(self.partition, day, delta)
+        return True
+
+    def _close_day(self, clock: PartitionClock, day: date, members: Callable[[], Iterable[str]], out: Judged) -> None:
+        """Judge ``day`` for every enterprise of the partition: the events held for it (in
+        event-time order), then the day itself, one enterprise after another."""
+        if not out.all_loaded:
             for uscc in members():
-                tracked(uscc)
-            ordered = sorted(cache)
-            for day in days:  # day-major: every enterprise's day before anyone's next day
-                at = clock.closed_at(day)
-                for (_, uscc, _, _), e in self._due(cache, ordered, day):
-                    tr = cohorts.record = cache[uscc]
-                    publish(tr, tr.feed(e, cohorts, self.tz), at, index)
-                for uscc in ordered:
-                    tr = cohorts.record = cache[uscc]
-                    findings = tr.detectors.close_through(day, tr.state.days, cohorts)
-                    tr.state.judged_through = day
-                    publish(tr, findings, at, index)
-            out.last.update(dict.fromkeys(cache, index))
-            out.open_alerts = Counter(rule for tr in cache.values() for rule in tr.open_rules())
+                self._tracked(out, uscc, clock)
+            out.all_loaded = True
+        cache = out.records
+        out.delta = clock.carry if clock.carry is not None else CohortDelta()
+        window = CohortWindow(self.city.city, out.delta)
+        at, index = clock.closed_at(day), out.index
+        ordered = sorted(cache)
+        for (_, uscc, _, _), e in self._due(cache, ordered, day):
+            tr = cache[uscc]
+            tr.publish(tr.feed(e, window, self.tz), at, index, out.alerts, out.risk)
+        for uscc in ordered:
+            tr = cache[uscc]
+            if not tr.judged_on(day):
+                continue  # nothing of its data is about this day yet
+            findings = tr.detectors.close_through(day, tr.state.days, window)
+            tr.state.judged_through = day
+            tr.publish(findings, at, index, out.alerts, out.risk)
+        out.last.update(dict.fromkeys(cache, index))
+        out.open_alerts = Counter(rule for tr in cache.values() for rule in tr.open_rules())
+
+    def finish(self, clock: PartitionClock, out: Judged) -> None:
+        """After the closes of a batch: judge now the events whose day had already closed
+        when they came (late), and give the daily totals the events touched."""
+        cache = out.records
         closed = clock.clock.closed_through
-        if closed is not None:  # late events (their day already closed) are judged now, not at the next close
-            for (_, uscc, _, _), e in self._due(cache, sorted(out.last), closed):
-                tr = cohorts.record = cache[uscc]
-                publish(tr, tr.feed(e, cohorts, self.tz), clock.closed_at(closed), index)
-        for uscc, keys in touched.items():
+        if closed is not None:
+            due = self._due(cache, sorted(out.last), closed)
+            if due:
+                window = self._between_closes(clock)
+                for (_, uscc, _, _), e in due:
+                    tr = cache[uscc]
+                    tr.publish(tr.feed(e, window, self.tz), clock.closed_at(closed), out.index, out.alerts, out.risk)
+        for uscc, keys in out.touched.items():
             state = cache[uscc].state
             out.daily += [(uscc, utility, day, state.days[(utility, day)]) for utility, day in keys]
             state.prune()  # only once the totals of every day the events touched are taken
-        cohorts.record = None
-        clock.seq = cohorts.seq
-        return out
+        out.touched.clear()
+
+    def _between_closes(self, clock: PartitionClock) -> CohortWindow:
+        """The cohorts for an event judged outside a day close: what it contributes goes with
+        the partition's next day."""
+        if clock.carry is None:
+            clock.carry = CohortDelta()
+        return CohortWindow(self.city.city, clock.carry)
+
+    def _tracked(self, out: Judged, uscc: str, clock: PartitionClock) -> Tracked:
+        tr = out.records.get(uscc)
+        if tr is None:
+            tr = out.loader(uscc)
+            if tr is None:
+                tr = Tracked(uscc, self.thresholds)
+                tr.state.judged_through = clock.clock.closed_through or date.min
+            out.records[uscc] = tr
+        return tr
 
     def _due(self, cache: dict[str, Tracked], usccs: list[str], day: date) -> list:
         """The held events of ``usccs`` due by ``day``, in event-time order."""
@@ -439,24 +457,61 @@ class PartitionDriver:
         return True
 
 
+def partition_of(uscc: str, partitions: int) -> int:
+    """The partition of an enterprise in ``run_events`` (CRC-32 of the USCC; the worker's
+    is the Kafka key's murmur2, which the detectors need not know)."""
+    return zlib.crc32(uscc.encode()) % partitions
+
+
 def run_events(events: Iterable, thresholds: Thresholds = DEFAULT, lateness: timedelta = DEFAULT_LATENESS,
-               tz: ZoneInfo = CITY_TZ, flush: bool = False, batch: int = 500) -> tuple[list[dict], dict[str, dict]]:
-    """Validated events (in arrival order) through ``PartitionDriver`` as one partition, in
-    batches of ``batch``: the whole city with one clock and city-wide cohorts.
+               tz: ZoneInfo = CITY_TZ, flush: bool = False, batch: int = 500,
+               partitions: int = 1) -> tuple[list[dict], dict[str, dict]]:
+    """Validated events (in arrival order) through ``PartitionDriver`` in batches of
+    ``batch``, spread over ``partitions`` partitions that share one ``CityCohorts`` (the
+    alerts are the same for any number).  At the end of the input every partition follows
+    the city's readings all the way; ``flush=True`` also closes the days the lateness would
+    still hold open.
 
     Returns ``(alerts, risk)``: every alert message in publication order, and the latest
-    ``monitor.risk`` record per enterprise.  ``flush=True`` also closes the days the
-    lateness would still hold open at the end of the input."""
-    driver, clock, records = PartitionDriver(thresholds, tz), PartitionClock(EventClock(lateness, tz)), {}
+    ``monitor.risk`` record per enterprise."""
+    city = CityCohorts(idle_lag=lateness, tz=tz, min_members=thresholds.cohort_min_members)
+    drivers = [PartitionDriver(thresholds, tz, city, p) for p in range(partitions)]
+    clocks = [PartitionClock(EventClock(lateness, tz)) for _ in range(partitions)]
+    records: list[dict[str, Tracked]] = [{} for _ in range(partitions)]
     alerts: list[dict] = []
     items = list(enumerate(events))
+    last_day = max((e.event_time for _, e in items), default=None)
     for start in range(0, len(items), batch):
-        run = items[start:start + batch]
-        last_day = None
-        if flush and start + batch >= len(items):
-            last_day = max(e.event_time for _, e in items).astimezone(tz).date() - timedelta(days=1)
-        judged = driver.run(clock, run, records.get, records.keys, close_through=last_day)
-        records.update(judged.records)
-        alerts += [p.body for p in judged.alerts]
-    at = clock.clock.now
-    return alerts, ({uscc: tr.risk.to_record(at) for uscc, tr in sorted(records.items())} if at else {})
+        by_partition = defaultdict(list)
+        for index, event in items[start:start + batch]:
+            by_partition[partition_of(event.uscc, partitions)].append((index, event))
+        final = start + batch >= len(items)
+        through = last_day.astimezone(tz).date() - timedelta(days=1) if flush and final else None
+        alerts += [p.body for p in run_batch(drivers, clocks, records, by_partition, final=final, through=through)]
+    at = city.coverage()
+    risk = {uscc: tr.risk.to_record(at) for book in records for uscc, tr in book.items()} if at else {}
+    return alerts, dict(sorted(risk.items()))
+
+
+def run_batch(drivers: list[PartitionDriver], clocks: list[PartitionClock], records: list[dict[str, Tracked]],
+              by_partition: dict[int, list], final: bool = False, through: date | None = None) -> list[Published]:
+    """One batch over partitions that live in this process (``records`` per partition):
+    every partition folds its events and reports, then they close days in turn until none
+    can close another.  Returns the alert messages."""
+    judged = {}
+    for p, driver in enumerate(drivers):
+        judged[p] = out = driver.judged(clocks[p], records[p].get)
+        driver.fold(clocks[p], by_partition.get(p, []), out)
+        driver.report(clocks[p])
+    progress = True
+    while progress:
+        progress = False
+        for p, driver in enumerate(drivers):
+            while driver.close(clocks[p], records[p].keys, judged[p], final=final, through=through):
+                progress = True
+    alerts = []
+    for p, driver in enumerate(drivers):
+        driver.finish(clocks[p], judged[p])
+        records[p].update(judged[p].records)
+        alerts += judged[p].alerts
+    return sorted(alerts, key=lambda a: a.index)

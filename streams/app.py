@@ -122,7 +122,8 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
 
     async def handle_batch(fetched: list) -> None:
         messages = [_message(m) for m in fetched]
-        result: BatchResult = processor.process(messages, states, lambda p: _behind(app, kind_by_topic, continuity, p))
+        result: BatchResult = processor.process(messages, states, lambda p: _behind(app, kind_by_topic, continuity, p),
+                                                owned=_assigned(app, kind_by_topic))
         # 1. ClickHouse, 2. the output topics (acknowledged), 3. the state; then Faust may
         # commit the offsets.  A crash in between replays the batch: every step is idempotent.
         refused = await sink.write(result.rows)
@@ -139,8 +140,10 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
                   for p in published]  # CloudEvents headers, binary mode (streams.cloudevents)
         if sends:
             await asyncio.gather(*sends)
-        # A table write goes to the changelog partition of the current event's message.
-        events = {p: faust.Event(app, None, None, None, fetched[index]) for p, (index, _) in result.clocks.items()}
+        # A table write goes to the changelog partition of the current event's message (a
+        # partition that closed days without a message of its own in the batch: one made for it).
+        events = {p: faust.Event(app, None, None, None, fetched[index] if index >= 0 else _stand_in(inputs, p))
+                  for p, (index, _) in result.clocks.items()}
         for (partition, uscc), (_, blob) in result.states.items():
             with as_current(events[partition]):
                 table[state_key(partition, uscc)] = blob
@@ -158,6 +161,13 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
 
     add_pages(app, settings)  # /metrics, /ready, the read API (reads on their own threads, not the sink's)
     return app
+
+
+def _stand_in(inputs, partition: int) -> faust.types.Message:
+    """A message of ``partition`` (of the first input topic) to make current for its table
+    writes when the batch had none of its own."""
+    topic = sorted(inputs.topics)[0]
+    return faust.types.Message(topic, partition, -1, time.time(), 0, [], None, None, None)
 
 
 def _message(m) -> Message:

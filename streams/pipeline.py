@@ -23,6 +23,7 @@ from detectors.thresholds import DEFAULT, Thresholds
 from streams import contracts
 from streams.contracts import Rejection
 from streams.topics import DEADLETTER_MAX_BYTES
+from detectors.citywide import CityCohorts
 from detectors.partition import STATE_PROTOCOL, PartitionClock, PartitionDriver, Published, Tracked, load_state
 
 
@@ -143,27 +144,36 @@ class BatchProcessor:
     """Decode, validate, aggregate and judge batches of messages from the input topics.
 
     Detection runs per partition (``detectors.partition``): each partition has its own
-    event-time clock and peer cohorts, so the alerts do not depend on how partitions
-    interleave or on where batches end."""
+    event-time clock, and the peer cohorts are the city's (``cohorts``, a
+    ``detectors.citywide.CityCohorts`` shared by every partition: in a worker, fed by the
+    other workers through ``monitor.cohorts``), so the alerts depend neither on how
+    partitions interleave, on where batches end, nor on how many partitions there are."""
 
     def __init__(self, kind_by_topic: dict[str, str], tz: str = "Asia/Shanghai",
                  max_message_bytes: int = 4 * 1024 * 1024, thresholds: Thresholds = DEFAULT,
-                 lateness: timedelta = DEFAULT_LATENESS):
+                 lateness: timedelta = DEFAULT_LATENESS, cohorts: CityCohorts | None = None):
         self.kind_by_topic = kind_by_topic
         self.tz = ZoneInfo(tz)
         self.max_message_bytes = max_message_bytes
         self.thresholds = thresholds
         self.lateness = lateness
-        self.drivers: dict[int, PartitionDriver] = {}  # per partition: its cohorts live in memory (rebuilt after a restart)
+        self.cohorts = cohorts if cohorts is not None else CityCohorts(
+            idle_lag=lateness, tz=self.tz, min_members=thresholds.cohort_min_members)
+        self.drivers: dict[int, PartitionDriver] = {}
 
     def process(self, messages: Iterable[Message], states: StateView,
-                behind: Callable[[int], Iterable[str]] = lambda partition: ()) -> BatchResult:
+                behind: Callable[[int], Iterable[str]] = lambda partition: (),
+                owned: Iterable[int] | None = None, final: Callable[[int], bool] | bool = False) -> BatchResult:
         """Process ``messages`` in order against the stored ``states``.
 
         ``behind(partition)`` names the input kinds whose topic still has unconsumed
         messages on that partition after this batch (consumer lag): the clock does not
         pass the latest event time seen of such a kind, so a backlog read at uneven speed
-        per topic is judged as if it had arrived in step."""
+        per topic is judged as if it had arrived in step.  ``owned``: the partitions this
+        process judges (default: every one it has seen), which may close days now that the
+        city allows it even without a message of their own.  ``final(partition)``: that
+        partition's input has ended (or has been idle): it follows the city's readings all
+        the way."""
         result = BatchResult()
         by_partition: dict[int, list[tuple[int, contracts.Event]]] = defaultdict(list)
         for index, message in enumerate(messages):
@@ -181,42 +191,65 @@ class BatchProcessor:
             by_partition[message.partition].append((index, event))
             result.rows["events"].append(self._event_row(event, message.value))
             self._add_rows(event, result.rows)
-        for partition in sorted(by_partition):
-            self._partition(partition, by_partition[partition], states, set(behind(partition)), result)
+        parts = set(by_partition) | set(self.drivers if owned is None else owned)
+        is_final = final if callable(final) else (lambda partition: final)
+        self._judge(sorted(parts), by_partition, states, behind, is_final, result)
         if result.alerts:
             result.rows["alerts"] = [alert_row(p) for p in result.alerts]
         if result.risk:
             result.rows["risk"] = [risk_row(p) for p in result.risk]
         return result
 
-    def _partition(self, partition: int, items, states: StateView, behind: set[str], result: BatchResult) -> None:
-        """One partition's events through its ``PartitionDriver``; the records, clock and
-        daily totals it changed become state and rows."""
-        blob = states.clock(partition)
-        clock: PartitionClock = load_state(blob) if blob else PartitionClock(EventClock(self.lateness, self.tz))
-        driver = self.drivers.get(partition)
-        if driver is None:
-            driver = self.drivers[partition] = PartitionDriver(self.thresholds, self.tz)
+    def _judge(self, parts: list[int], by_partition, states: StateView, behind, final, result: BatchResult) -> None:
+        """Every partition folds its events and reports to the city; then they close days
+        in turn (each at most one day past the slowest) until none can close another; the
+        records, clocks and daily totals they changed become state and rows."""
+        work = {}
+        for partition in parts:
+            blob = states.clock(partition)
+            clock: PartitionClock = load_state(blob) if blob else PartitionClock(EventClock(self.lateness, self.tz))
+            driver = self.drivers.get(partition)
+            if driver is None:
+                driver = self.drivers[partition] = PartitionDriver(self.thresholds, self.tz, self.cohorts, partition)
 
-        def load(uscc: str) -> Tracked | None:
-            blob = states.get(partition, uscc)
-            return None if blob is None else Tracked.load(uscc, blob, self.thresholds)
+            def load(uscc: str, partition=partition) -> Tracked | None:
+                blob = states.get(partition, uscc)
+                return None if blob is None else Tracked.load(uscc, blob, self.thresholds)
 
-        judged = driver.run(clock, items, load, lambda: states.members(partition), behind)
-        result.alerts += judged.alerts
-        result.risk += judged.risk
-        result.readings += judged.readings
-        result.too_late += judged.too_late
-        result.duplicates += judged.duplicates
-        if judged.open_alerts is not None:
-            result.open_alerts[partition] = judged.open_alerts
-        result.rows["utility_daily"] += [
-            {"uscc": uscc, "utility": utility, "day": day, "amount": total.amount, "readings": total.readings,
-             "estimated": total.estimated, "version": total.readings}
-            for uscc, utility, day, total in judged.daily]
-        for uscc, index in judged.last.items():
-            result.states[(partition, uscc)] = (index, judged.records[uscc].dump())
-        result.clocks[partition] = (items[-1][0], pickle.dumps(clock, STATE_PROTOCOL))
+            out = driver.judged(clock, load)
+            lag = set(behind(partition))
+            driver.fold(clock, by_partition.get(partition, []), out)
+            driver.report(clock, lag)
+            work[partition] = (driver, clock, out, lag, bool(by_partition.get(partition)))
+        closed = set()
+        progress = True
+        while progress:
+            progress = False
+            for partition, (driver, clock, out, lag, _) in work.items():
+                while driver.close(clock, lambda partition=partition: states.members(partition), out, lag,
+                                   final(partition)):
+                    progress = True
+                    closed.add(partition)
+        for partition, (driver, clock, judged, _, had_events) in work.items():
+            driver.finish(clock, judged)
+            if not had_events and partition not in closed and not judged.alerts:
+                continue
+            result.alerts += judged.alerts
+            result.risk += judged.risk
+            result.readings += judged.readings
+            result.too_late += judged.too_late
+            result.duplicates += judged.duplicates
+            if judged.open_alerts is not None:
+                result.open_alerts[partition] = judged.open_alerts
+            result.rows["utility_daily"] += [
+                {"uscc": uscc, "utility": utility, "day": day, "amount": total.amount, "readings": total.readings,
+                 "estimated": total.estimated, "version": total.readings}
+                for uscc, utility, day, total in judged.daily]
+            for uscc, index in judged.last.items():
+                result.states[(partition, uscc)] = (index, judged.records[uscc].dump())
+            result.clocks[partition] = (judged.index, pickle.dumps(clock, STATE_PROTOCOL))
+        result.alerts.sort(key=lambda p: p.index)
+        result.risk.sort(key=lambda p: p.index)
 
     @staticmethod
     def _add_rows(event, rows: dict[str, list[dict]]) -> None:
@@ -264,11 +297,15 @@ def _monthly_row(event) -> dict:
 
 
 def replay_in_process(raws: Iterable[bytes], partitions: int = 4, batch: int = 2000,
-                      topic_prefix: str = "", lateness: timedelta = DEFAULT_LATENESS) -> Iterable[BatchResult]:
+                      topic_prefix: str = "", lateness: timedelta = DEFAULT_LATENESS,
+                      final: bool = True) -> Iterable[BatchResult]:
     """Run JSON messages (in delivery order) through the worker's processor in this process,
     keyed and partitioned as ``entwatch replay`` sends them (murmur2 of the USCC), consumed
     as produced; yields each batch's result.  What the evaluation and the tests use to see
-    the alerts the worker raises, without a broker."""
+    the alerts the worker raises, without a broker.  ``final``: at the end of the input,
+    every partition follows the city's readings all the way (what a worker does once its
+    input has been idle for ``ENTWATCH_COHORT_IDLE_SECONDS``), so that the alerts are the
+    same for any number of partitions; the last batch's result carries it."""
     from kafka.partitioner.default import murmur2
 
     kinds = contracts.KINDS
@@ -288,12 +325,12 @@ def replay_in_process(raws: Iterable[bytes], partitions: int = 4, batch: int = 2
         offsets[(topic, partition)] += 1
         pending.append(Message(topic, partition, offsets[(topic, partition)], key, raw, 0.0))
         if len(pending) >= batch:
-            result = processor.process(pending, states)
+            result = processor.process(pending, states, owned=range(partitions))
             states.update(result)
             yield result
             pending = []
-    if pending:
-        result = processor.process(pending, states)
+    if pending or final:
+        result = processor.process(pending, states, owned=range(partitions), final=final)
         states.update(result)
         yield result
 

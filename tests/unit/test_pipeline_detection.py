@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import orjson
 
+from detectors.citywide import CityCohorts
 from producers.simulator import LEGACY, AnomalyRates, SimulationConfig, UploadMix, generate
 from streams.pipeline import BatchProcessor, DictStates, Message
 
@@ -47,12 +48,17 @@ def run(batches, restart_every: int = 0) -> tuple[list[tuple], list[dict], list[
     """(sorted alert messages with revisions, alert rows, risk records).  ``batches`` are
     ``(messages, behind)`` pairs: ``behind(partition)`` names the kinds still unread.
     ``restart_every``: a new processor (a restarted worker) every so many batches, on the
-    stored state."""
-    processor, states = BatchProcessor(KIND_BY_TOPIC), DictStates()
+    stored state, its city-wide cohorts read back from the messages published so far (what
+    a worker reads from ``monitor.cohorts``)."""
+    processor, states = BatchProcessor(KIND_BY_TOPIC, cohorts=CityCohorts(publish=True)), DictStates()
     alerts, rows, risk = [], [], []
     for n, (batch, behind) in enumerate(batches):
         if restart_every and n % restart_every == restart_every - 1:
-            processor = BatchProcessor(KIND_BY_TOPIC)
+            cohorts = CityCohorts(publish=True)
+            for key, body in processor.cohorts.outbox:
+                cohorts.receive(key, orjson.loads(orjson.dumps(body)))
+            cohorts.outbox = list(processor.cohorts.outbox)
+            processor = BatchProcessor(KIND_BY_TOPIC, cohorts=cohorts)
         result = processor.process(batch, states, behind)
         states.update(result)
         alerts += [(p.uscc, p.revision, orjson.dumps(p.body, option=orjson.OPT_SORT_KEYS)) for p in result.alerts]
@@ -106,7 +112,7 @@ def test_alerts_do_not_depend_on_batch_boundaries_or_partition_interleaving():
     assert run(interleaved(messages, seed=1))[0] == alerts
 
 
-def test_a_restarted_worker_rebuilds_its_cohorts_and_raises_the_same_alerts():
+def test_a_restarted_worker_reads_the_city_cohorts_back_and_raises_the_same_alerts():
     assert run(in_order(city_messages(), 500), restart_every=3)[0] == reference()[0]
 
 
