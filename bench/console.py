@@ -4,7 +4,11 @@ clickhouse-server 18.16, read as ``entwatch_reader`` through the typed read API 
 ``console`` service's setup).  Each page is requested in process (FastAPI's test client), so
 the time is the console's and storage's, without a browser.
 
-    .venv/bin/python bench/console.py [--enterprises 100000] [--alerts 1000000] [--requests 40]
+    .venv/bin/python bench/console.py [--enterprises 100000] [--alerts 1000000] [--requests 40] [--before REV]
+
+``--before REV`` first runs the same benchmark as it was at commit REV (``git archive`` into a
+temporary directory: its code, its schema, its queries) on the same machine, and keeps its
+figures beside this run's under ``before``.
 
 Daily utility totals (two utilities, 365 days) are stored for 1,000 enterprises only, the ones
 the enterprise page is asked for.  Prints one line per page and writes bench/results/console.json.
@@ -18,7 +22,9 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -102,7 +108,9 @@ def main() -> None:
     ap.add_argument("--alerts", type=int, default=1_000_000)
     ap.add_argument("--metered", type=int, default=1_000, help="enterprises with daily utility totals")
     ap.add_argument("--requests", type=int, default=40)
+    ap.add_argument("--before", metavar="REV", help="run the benchmark of commit REV first, for comparison")
     args = ap.parse_args()
+    before = run_before(args) if args.before else None
     rng = random.Random(17)
     os.environ.update(PASSWORDS)
     server = ClickHouseServer()
@@ -144,9 +152,33 @@ def main() -> None:
                   f"max {figures['max_ms']:>7.1f} ms", flush=True)
     finally:
         server.stop()
+    if before:
+        results["before"] = before
+        for name, figures in results["pages"].items():
+            old = before["pages"].get(name) or before["pages"].get(name.replace(" (the refresh)", " (each refresh)"))
+            if old:
+                print(f"{name:<40} p95 {old['p95_ms']:>7.1f} ms at {before['commit'][:7]} -> {figures['p95_ms']:>7.1f} ms")
     out = ROOT / "bench" / "results" / "console.json"
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(f"loaded in {results['load_seconds']} s; wrote {out}")
+
+
+def run_before(args) -> dict:
+    """The figures of this benchmark as it was at ``args.before`` (its own code and schema)."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.before], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="entwatch-bench-before-") as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        print(f"the benchmark at {commit[:7]}:", flush=True)
+        subprocess.run([sys.executable, str(Path(tmp) / "bench" / "console.py"), "--enterprises", str(args.enterprises),
+                        "--alerts", str(args.alerts), "--metered", str(args.metered), "--requests", str(args.requests)],
+                       check=True, env={**os.environ, "ENTWATCH_SCHEMA_FILE": str(Path(tmp) / "deploy" / "clickhouse" /
+                                                                                    "schema.sql")})
+        before = json.loads((Path(tmp) / "bench" / "results" / "console.json").read_text())
+    before["commit"] = commit
+    print("this tree:", flush=True)
+    return before
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ SESSION_HOURS = 12
 FILTERS = ("town", "industry", "rule", "severity")
 CASE_STATES = ("new", "acknowledged", "resolved")
 SORTS = ("score", "name", "town", "industry", "updated_at")
+INBOX_LIMIT = 200
+INBOX_DAYS = (7, 31, 92, 366)
 CSV_COLUMNS = ("uscc", "name", "town", "industry", "score", "level", "rules", "updated_at", "case_state")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
@@ -210,7 +212,7 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
 
     def inbox_rows(filters: dict) -> dict:
         state = filters.get("state")
-        alerts = read("console_inbox", **{k: v for k, v in filters.items() if k != "state"})
+        alerts = newest_open(read, {k: v for k, v in filters.items() if k != "state"})
         states = store.states([a["alert_id"] for a in alerts])
         if state:
             alerts = [a for a in alerts if states.get(a["alert_id"], "new") == state]
@@ -305,6 +307,37 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
                             status_code=exc.status)
 
     return app
+
+
+def newest_open(read, filters: dict, limit: int = INBOX_LIMIT) -> list[dict]:
+    """The ``limit`` newest open alerts (``read``: a named-query reader): read back from the
+    latest detection over the spans of ``inbox_spans`` until the page is full (alerts are
+    partitioned by month of detection, so a span reads only its months), then over all.
+    Exact: an open alert detected within a span is in that span's answer."""
+    span = read("console_alert_span")
+    if span and int(span[0]["rows"]):
+        for since in inbox_spans(_utc(span[0]["newest"]), _utc(span[0]["oldest"])):
+            alerts = read("console_inbox", since=since, limit=limit, **filters)
+            if len(alerts) >= limit:
+                return alerts
+    return read("console_inbox", limit=limit, **filters)
+
+
+def inbox_spans(newest: datetime, oldest: datetime) -> list[datetime]:
+    """Where the inbox starts reading back from the latest detection: 7, 31, 92 and 366 days
+    before it, as long as that leaves some alerts out (then it reads them all).
+
+    >>> utc = timezone.utc
+    >>> [s.date().isoformat() for s in inbox_spans(datetime(2024, 12, 25, tzinfo=utc), datetime(2024, 10, 1, tzinfo=utc))]
+    ['2024-12-18', '2024-11-24']
+    """
+    starts = [newest - timedelta(days=days) for days in INBOX_DAYS]
+    return [since for since in starts if since > oldest]
+
+
+def _utc(text: str) -> datetime:
+    """A ClickHouse ``toString`` of a UTC ``DateTime`` as an aware datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
 def supervision_table(rows: list[dict]) -> str:

@@ -48,7 +48,10 @@ class NamedQuery:
     """A query written here: SQL with ``{name:Type}`` placeholders and a ``{where}`` marker
     (in a subquery, so that formatted result columns never shadow the filtered ones).
 
-    ``filters`` are the conditions a parameter adds to ``WHERE`` when it is given; ``sql``
+    ``filters`` are the conditions a parameter adds to ``WHERE`` when it is given;
+    ``prewhere`` those it adds to ``PREWHERE`` (the ``{prewhere}`` marker, after ``FINAL``):
+    only conditions on sorting-key columns, which every version of a row shares, so that
+    filtering before ``FINAL`` picks the latest version is still exact; ``sql``
     may be a mapping from the value of the ``by`` parameter (a table per kind); ``checks``
     relate parameters to each other (a range's ends in order)."""
 
@@ -58,6 +61,7 @@ class NamedQuery:
     required: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     filters: Mapping[str, str] = field(default_factory=dict)
+    prewhere: Mapping[str, str] = field(default_factory=dict)
     by: str | None = None
     checks: tuple[Callable[[dict], ParamError | None], ...] = ()
 
@@ -99,7 +103,8 @@ QUERIES: dict[str, NamedQuery] = {
     "alerts": NamedQuery(
         "Alerts (latest revision), newest first or (order=window) most recently active first; "
         "severity means this severity or higher; since: detected at or after.",
-        {order: f"SELECT {_ALERT_COLUMNS} FROM (SELECT * FROM alerts FINAL {{where}}) ORDER BY {clause}, alert_id "
+        {order: f"SELECT {_ALERT_COLUMNS} FROM (SELECT * FROM alerts FINAL {{prewhere}} {{where}}) "
+                f"ORDER BY {clause}, alert_id "
                 "LIMIT {limit:UInt32}"
          for order, clause in (("detected", "detected_at DESC"), ("window", "window_end DESC, detected_at DESC"))},
         {"status": Choice(("open", "resolved", "withdrawn")), "rule": Choice(RULES), "severity": Choice(SEVERITIES),
@@ -108,15 +113,15 @@ QUERIES: dict[str, NamedQuery] = {
         defaults={"limit": 200, "order": "detected"}, by="order",
         filters={"status": "status = {status:String}", "rule": "rule = {rule:String}",
                  "severity": f"indexOf({_SEVERITY_RANK}, severity) >= indexOf({_SEVERITY_RANK}, {{severity:String}})",
-                 "uscc": "uscc = {uscc:String}", "town": "town = {town:String}",
-                 "since": "detected_at >= {since:DateTime('UTC')}"}),
+                 "town": "town = {town:String}", "since": "detected_at >= {since:DateTime('UTC')}"},
+        prewhere={"uscc": "uscc = {uscc:String}"}),
     "alert_counts": NamedQuery(
         "Alerts by rule and severity: open and all.",
         "SELECT rule, severity, countIf(status = 'open') AS open_alerts, count() AS all_alerts "
-        "FROM alerts FINAL {where} GROUP BY rule, severity ORDER BY rule, severity",
+        "FROM alerts FINAL {prewhere} {where} GROUP BY rule, severity ORDER BY rule, severity",
         {"town": Text(64), "uscc": Uscc(), "since": Instant()},
-        filters={"town": "town = {town:String}", "uscc": "uscc = {uscc:String}",
-                 "since": "detected_at >= {since:DateTime('UTC')}"}),
+        filters={"town": "town = {town:String}", "since": "detected_at >= {since:DateTime('UTC')}"},
+        prewhere={"uscc": "uscc = {uscc:String}"}),
     "enterprise": NamedQuery(
         "An enterprise's registry row, with its risk score and level (0 and '' when it has none).",
         "SELECT uscc, name, industry, town, registered_capital_cny, toString(established_on) AS established_on, "
@@ -165,19 +170,28 @@ QUERIES: dict[str, NamedQuery] = {
                  "severity": f"r.uscc IN (SELECT uscc FROM alerts FINAL WHERE status = 'open' AND indexOf("
                              f"{_SEVERITY_RANK}, severity) >= indexOf({_SEVERITY_RANK}, {{severity:String}}))"}),
     "console_inbox": NamedQuery(
-        "The console's alert inbox: open alerts newest first, by town, industry, rule, severity (or higher).",
+        "The console's alert inbox: open alerts newest first, by town, industry, rule, severity (or higher); "
+        "since: detected at or after (alerts are partitioned by the month of detection: only those months are "
+        "read).",
         f"SELECT {_ALERT_COLUMNS} FROM (SELECT * FROM alerts FINAL {{where}}) "
         "ORDER BY detected_at DESC, alert_id LIMIT {limit:UInt32}",
         {"status": Choice(("open",)), "town": Text(64), "industry": Text(64), "rule": Choice(RULES),
-         "severity": Choice(SEVERITIES), "limit": Count(1, 10_000)},
+         "severity": Choice(SEVERITIES), "since": Instant(), "limit": Count(1, 10_000)},
         defaults={"status": "open", "limit": 200},
-        filters={"status": "status = {status:String}", "town": "town = {town:String}",
-                 "industry": "industry = {industry:String}", "rule": "rule = {rule:String}",
+        filters={"since": "detected_at >= {since:DateTime('UTC')}", "status": "status = {status:String}",
+                 "town": "town = {town:String}", "industry": "industry = {industry:String}",
+                 "rule": "rule = {rule:String}",
                  "severity": f"indexOf({_SEVERITY_RANK}, severity) >= indexOf({_SEVERITY_RANK}, {{severity:String}})"}),
+    "console_alert_span": NamedQuery(
+        "When the first and the latest stored alerts were detected, and how many alert rows there are "
+        "(the inbox reads back from the latest).",
+        "SELECT toString(min(detected_at)) AS oldest, toString(max(detected_at)) AS newest, count() AS rows "
+        "FROM alerts",
+        {}),
     "console_alert": NamedQuery(
         "One alert (latest revision) by its id.",
-        f"SELECT {_ALERT_COLUMNS} FROM (SELECT * FROM alerts FINAL {{where}})",
-        {"alert_id": Text(128)}, required=("alert_id",), filters={"alert_id": "alert_id = {alert_id:String}"}),
+        f"SELECT {_ALERT_COLUMNS} FROM (SELECT * FROM alerts FINAL {{prewhere}})",
+        {"alert_id": Text(128)}, required=("alert_id",), prewhere={"alert_id": "alert_id = {alert_id:String}"}),
     "console_facets": NamedQuery(
         "The towns and industries of the registry, with how many enterprises each (the console's filters).",
         "SELECT what, value, n FROM (SELECT 'town' AS what, town AS value, count() AS n FROM enterprises FINAL "
@@ -247,8 +261,9 @@ def bind(name: str, raw: Mapping[str, Any]) -> Bound:
         if problem:
             raise problem
     sql = query.sql[values[query.by]] if query.by else query.sql
-    conditions = [condition for param, condition in query.filters.items() if param in values]
-    sql = sql.replace("{where}", f"WHERE {' AND '.join(conditions)}" if conditions else "")
+    for marker, clauses in (("where", query.filters), ("prewhere", query.prewhere)):
+        conditions = [condition for param, condition in clauses.items() if param in values]
+        sql = sql.replace(f"{{{marker}}}", f"{marker.upper()} {' AND '.join(conditions)}" if conditions else "")
     used = {m.group(1) for m in PLACEHOLDER.finditer(sql)}
     return Bound(name, sql, {k: v for k, v in values.items() if k in used})
 

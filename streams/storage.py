@@ -12,6 +12,7 @@ features the server lacks are left out (LowCardinality before 19.x).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from operator import itemgetter
@@ -22,6 +23,9 @@ from urllib.parse import unquote, urlparse
 
 import orjson
 
+from streams.readparams import literal
+
+log = logging.getLogger("entwatch.storage")
 SCHEMA_FILE = Path(os.environ.get("ENTWATCH_SCHEMA_FILE", Path(__file__).resolve().parent.parent / "deploy" / "clickhouse" / "schema.sql"))
 DEFAULT_DB = "entwatch"
 
@@ -78,12 +82,68 @@ def schema_statements(database: str, version: tuple[int, ...], schema_file: Path
 
 
 def apply_schema(storage: Storage) -> None:
-    """Create the database and tables if they do not exist (idempotent).
+    """Create the database and tables if they do not exist (idempotent), rebuilding a table
+    whose sorting key changed (``REKEYED``).
 
     Afterwards ``storage.query`` resolves unqualified table names in its database."""
-    for statement in schema_statements(storage.database, storage.version()):
+    statements = schema_statements(storage.database, storage.version())
+    storage.execute(statements[0])
+    set_aside_rekeyed(storage)
+    for statement in statements[1:]:
         storage.execute(statement)
+    copy_back_rekeyed(storage)
     storage.use_database()
+
+
+# Tables whose sorting key (or partitioning) changed since a data directory may have been
+# created: the key they have now.  ClickHouse cannot change a key in place, so on start a
+# table of another key is renamed to ``<table>_before_rekey``, the schema creates the table
+# anew, the old rows are copied in (all revisions: FINAL still picks the latest) and the old
+# table is dropped.  Rows written meanwhile go to the new table (nothing is lost); a start
+# that stops half-way finds ``<table>_before_rekey`` and copies again (a row copied twice is
+# the same row to ReplacingMergeTree).
+REKEYED = {"alerts": "uscc, alert_id"}
+ASIDE = "{table}_before_rekey"
+
+
+def sorting_key(storage: Storage, table: str) -> str | None:
+    """The sorting key of ``table`` in the storage's database as ClickHouse writes it, or
+    None when there is no such table."""
+    rows = storage.query("SELECT sorting_key FROM system.tables "
+                         f"WHERE database = {literal(storage.database)} AND name = {literal(table)}")
+    return rows[0]["sorting_key"] if rows else None
+
+
+def set_aside_rekeyed(storage: Storage) -> list[str]:
+    """Rename each ``REKEYED`` table whose key is not the current one; returns their names."""
+    moved = []
+    for table, key in REKEYED.items():
+        found = sorting_key(storage, table)
+        aside = ASIDE.format(table=table)
+        if found is not None and found != key and sorting_key(storage, aside) is None:
+            log.warning("storage: %s.%s is ordered by (%s); rebuilding it ordered by (%s)",
+                        storage.database, table, found, key)
+            storage.execute(f"RENAME TABLE {storage.database}.{table} TO {storage.database}.{aside}")
+            moved.append(table)
+    return moved
+
+
+def copy_back_rekeyed(storage: Storage) -> int:
+    """Copy the rows of each set-aside table into its new table, then drop the old one;
+    returns the rows copied."""
+    copied = 0
+    for table in REKEYED:
+        aside = ASIDE.format(table=table)
+        if sorting_key(storage, aside) is None:
+            continue
+        columns = ", ".join(TABLES[table])
+        rows = int(storage.query(f"SELECT count() AS n FROM {storage.database}.{aside}")[0]["n"])
+        storage.execute(f"INSERT INTO {storage.database}.{table} ({columns}) "
+                        f"SELECT {columns} FROM {storage.database}.{aside}")
+        storage.execute(f"DROP TABLE {storage.database}.{aside}")
+        log.warning("storage: %s.%s rebuilt (%d rows copied)", storage.database, table, rows)
+        copied += rows
+    return copied
 
 
 def _plain(value: Any) -> Any:

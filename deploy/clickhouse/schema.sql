@@ -93,7 +93,12 @@ CREATE TABLE IF NOT EXISTS {db}.deadletters (
 ) ENGINE = ReplacingMergeTree
 ORDER BY (topic, partition, offset);
 
--- Alerts (SPEC §5): one row per alert_id, the highest revision wins.
+-- Alerts (SPEC §5): one row per alert_id, the highest revision wins.  Ordered by (uscc, alert_id)
+-- (alert_id is a hash of uscc, rule and window_start: the same replacing key as alert_id alone),
+-- so that one enterprise's alerts are a few granules; partitioned by the month of detected_at
+-- (fixed for an alert: every revision repeats its first detection), so that the alert inbox
+-- reads only the recent months.  FINAL still merges across partitions.  A table of the older
+-- layout (ORDER BY alert_id) is rebuilt on start by streams.storage.apply_schema.
 CREATE TABLE IF NOT EXISTS {db}.alerts (
     alert_id String,
     uscc String,
@@ -114,7 +119,8 @@ CREATE TABLE IF NOT EXISTS {db}.alerts (
     explanation_en String,
     revision UInt64
 ) ENGINE = ReplacingMergeTree(revision)
-ORDER BY alert_id;
+PARTITION BY toYYYYMM(detected_at)
+ORDER BY (uscc, alert_id);
 
 -- Risk score per enterprise: the latest wins.
 CREATE TABLE IF NOT EXISTS {db}.risk (
@@ -126,3 +132,4 @@ CREATE TABLE IF NOT EXISTS {db}.risk (
     revision UInt64
 ) ENGINE = ReplacingMergeTree(revision)
 ORDER BY uscc;
+

@@ -122,10 +122,21 @@ def test_no_client_value_is_in_the_sql_text():
 def test_every_placeholder_has_its_parameters_type(name):
     query = QUERIES[name]
     for sql in (query.sql.values() if isinstance(query.sql, dict) else [query.sql]):
-        text = sql + " ".join(query.filters.values())
+        text = sql + " ".join([*query.filters.values(), *query.prewhere.values()])
         for match in PLACEHOLDER.finditer(text):
             assert query.params[match.group(1)].clickhouse == match.group(2), match.group(0)
-        assert "{" not in PLACEHOLDER.sub("", text.replace("{where}", "")), "a stray brace"
+        assert "{" not in PLACEHOLDER.sub("", text.replace("{where}", "").replace("{prewhere}", "")), "a stray brace"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, q in QUERIES.items() if q.prewhere))
+def test_prewhere_conditions_are_on_sorting_key_columns_only(name):
+    """Before FINAL, only a condition every version of a row shares keeps the latest version exact."""
+    keys = {"alerts": {"uscc", "alert_id"}}
+    for param, condition in QUERIES[name].prewhere.items():
+        column = condition.split()[0]
+        assert column in keys["alerts"], (param, condition)
+    bound = bind(name, {p: USCC if p == "uscc" else "a1" for p in QUERIES[name].prewhere})
+    assert "FINAL PREWHERE" in bound.sql and "{prewhere}" not in bound.sql
 
 
 @pytest.mark.parametrize("value, text", [
