@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from console import i18n
 from console.auth import (CSRF_FIELD, CSRF_HEADER, LOGIN_CSRF_COOKIE, SESSION_COOKIE, LoginLimiter, new_token,
                           same_token, token_hash, verify_password)
+from console.expected import expected_band
 from console.store import ACTIONS, OUTCOMES, CaseError, CaseStore
 from detectors.findings import RULES, SEVERITIES
 from streams.readparams import ParamError
@@ -34,6 +35,7 @@ CASE_STATES = ("new", "acknowledged", "resolved")
 SORTS = ("score", "name", "town", "industry", "updated_at")
 INBOX_LIMIT = 200
 INBOX_DAYS = (7, 31, 92, 366)
+UTILITIES = ("electricity", "water")
 CSV_COLUMNS = ("uscc", "name", "town", "industry", "score", "level", "rules", "updated_at", "case_state")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
@@ -254,10 +256,9 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
         today = date.today()
         series = read("enterprise_series", uscc=uscc, first_day=today - timedelta(days=3650), last_day=today)
         alerts = read("alerts", uscc=uscc, limit=500)
-        chart = {"days": sorted({r["day"] for r in series}),
-                 "electricity": {r["day"]: r["amount"] for r in series if r["utility"] == "electricity"},
-                 "water": {r["day"]: r["amount"] for r in series if r["utility"] == "water"},
-                 "windows": [[a["window_start"], a["window_end"]] for a in alerts]}
+        chart = {"days": sorted({r["day"] for r in series}), "windows": [[a["window_start"], a["window_end"]]
+                                                                        for a in alerts],
+                 **series_chart(series), "risk": risk_by_day(read("enterprise_risk_history", uscc=uscc))}
         chart_json = json.dumps(chart).replace("<", "\\u003c")  # never "</script>" inside the data block
         return render(request, "enterprise.html", e=found[0], alerts=alerts, chart=chart_json,
                       tax=read("monthly", uscc=uscc, kind="tax"), social=read("monthly", uscc=uscc, kind="social"),
@@ -307,6 +308,39 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
                             status_code=exc.status)
 
     return app
+
+
+def series_chart(series: list[dict]) -> dict:
+    """The chart's daily amounts per utility, with the rules' expected level and band
+    (``console.expected``): ``{utility: {day: amount}, "expected": {utility: {day: level}},
+    "band": {utility: {day: [low, high]}}}``.
+
+    >>> rows = [{"day": f"2024-04-{d:02d}", "utility": "water", "amount": 5.0} for d in range(1, 31)]
+    >>> chart = series_chart(rows)
+    >>> chart["water"]["2024-04-30"], chart["expected"]["water"]["2024-04-30"], chart["band"]["water"]["2024-04-30"]
+    (5.0, 5.0, [1.5, 15.0])
+    """
+    chart: dict = {"expected": {}, "band": {}}
+    for utility in UTILITIES:
+        days = [(date.fromisoformat(r["day"]), r["amount"]) for r in series if r["utility"] == utility]
+        chart[utility] = {d.isoformat(): amount for d, amount in days}
+        points = [p for p in expected_band(utility, days) if p[1] is not None]
+        chart["expected"][utility] = {d.isoformat(): level for d, level, _, _ in points}
+        chart["band"][utility] = {d.isoformat(): [low, high] for d, _, low, high in points}
+    return chart
+
+
+def risk_by_day(history: list[dict]) -> list[list]:
+    """The enterprise's risk score per day from its stored scores: the last one of each day.
+
+    >>> risk_by_day([{"updated_at": "2024-03-01 08:00:00", "score": 40.0}, {"updated_at": "2024-03-01 20:00:00",
+    ...              "score": 67.5}, {"updated_at": "2024-03-04 09:00:00", "score": 33.8}])
+    [['2024-03-01', 67.5], ['2024-03-04', 33.8]]
+    """
+    last: dict[str, float] = {}
+    for row in sorted(history, key=lambda r: r["updated_at"]):
+        last[row["updated_at"][:10]] = row["score"]
+    return [[day, score] for day, score in last.items()]
 
 
 def newest_open(read, filters: dict, limit: int = INBOX_LIMIT) -> list[dict]:

@@ -43,6 +43,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "real_share": "确有异常（违规或已说明）", "social": "社保参保", "headcount": "参保人数",
         "complaints": "每周投诉", "week": "周",
         "outcomes_help": "按规则统计已办结的处置结论：准确率 = 确认违规 / 已办结。",
+        "expected": "预期", "band": "正常范围", "risk_history": "风险分变化",
+        "disabled": "已停用", "active": "正常", "viewer": "查看员", "analyst": "分析员", "admin": "管理员",
+        "band_help": "预期水平与正常范围由用电、用水规则的基线算出：工作日低于范围下沿为“偏低”，高于上沿为“偏高”；节假日和学习期无预期。",
     },
     "en": {
         "title": "Enterprise monitoring centre", "supervision": "Supervision list", "inbox": "Alert inbox",
@@ -77,6 +80,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "real_share": "Real anomalies (confirmed or explained)", "social": "Social insurance",
         "headcount": "Insured headcount", "complaints": "Complaints by week", "week": "Week",
         "outcomes_help": "Resolved cases by rule and outcome: precision = confirmed / resolved.",
+        "expected": "expected", "band": "normal band", "risk_history": "Risk score over time",
+        "disabled": "disabled", "active": "active", "viewer": "viewer", "analyst": "analyst", "admin": "admin",
+        "band_help": "The expected level and band come from the utility rules' baseline: a working day below the "
+                     "band is low, a day above it high; holidays and the first weeks (learning) have none.",
     },
 }
 

@@ -198,6 +198,12 @@ QUERIES: dict[str, NamedQuery] = {
         "GROUP BY town UNION ALL SELECT 'industry' AS what, industry AS value, count() AS n FROM enterprises FINAL "
         "GROUP BY industry) ORDER BY what, value",
         {}),
+    "enterprise_risk_history": NamedQuery(
+        "An enterprise's stored risk scores, oldest first (every score the worker stored; the risk table keeps "
+        "only the latest).",
+        "SELECT toString(updated_at) AS updated_at, score, level, rules "
+        "FROM (SELECT * FROM risk_history FINAL {prewhere}) ORDER BY updated_at",
+        {"uscc": Uscc()}, required=("uscc",), prewhere={"uscc": "uscc = {uscc:String}"}),
     "console_complaints_weekly": NamedQuery(
         "An enterprise's complaints by week (Monday of the week, UTC), oldest first.",
         "SELECT toString(toMonday(event_time)) AS week, count() AS complaints "

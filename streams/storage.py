@@ -42,6 +42,7 @@ TABLES: dict[str, tuple[str, ...]] = {
                "window_start", "window_end", "detected_at", "score", "observed", "expected", "evidence",
                "explanation_zh", "explanation_en", "revision"),
     "risk": ("uscc", "score", "level", "rules", "updated_at", "revision"),
+    "risk_history": ("uscc", "score", "level", "rules", "updated_at", "revision"),
 }
 
 
@@ -89,9 +90,14 @@ def apply_schema(storage: Storage) -> None:
     statements = schema_statements(storage.database, storage.version())
     storage.execute(statements[0])
     set_aside_rekeyed(storage)
+    history_is_new = sorting_key(storage, "risk_history") is None
     for statement in statements[1:]:
         storage.execute(statement)
     copy_back_rekeyed(storage)
+    if history_is_new:  # the scores stored before the history was kept: one point each
+        columns = ", ".join(TABLES["risk_history"])
+        storage.execute(f"INSERT INTO {storage.database}.risk_history ({columns}) "
+                        f"SELECT {columns} FROM {storage.database}.risk")
     storage.use_database()
 
 

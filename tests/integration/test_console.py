@@ -148,8 +148,13 @@ def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worke
                    key=lambda u: worker.scalar(f"SELECT count() FROM alerts FINAL WHERE uscc = '{u}'"))
         page.goto(f"{url}/enterprise/{uscc}")
         page.wait_for_function("() => window.echarts && echarts.getInstanceByDom(document.getElementById('chart'))")
-        assert page.evaluate("() => echarts.getInstanceByDom(document.getElementById('chart'))"
-                             ".getOption().series[0].data.length") > 0
+        series = page.evaluate("() => echarts.getInstanceByDom(document.getElementById('chart')).getOption().series"
+                               ".map(s => [s.name, s.data.filter(v => v !== null && v !== undefined).length])")
+        filled = {name: n for name, n in series if n}
+        assert any(name.endswith("预期") for name in filled), series  # the rules' expected level ...
+        assert sum(1 for name, n in series if name.endswith("正常范围") and n) >= 2, series  # ... and its band
+        assert page.evaluate("() => echarts.getInstanceByDom(document.getElementById('risk-chart'))"
+                             ".getOption().series[0].data.length") >= 1  # the risk score over time
         assert page.locator("#registry").inner_text().count("\n") >= 5
         assert page.locator("#alerts tbody tr[data-alert]").count() >= 1
         shot(page, "enterprise")

@@ -151,3 +151,34 @@ def test_the_consoles_alert_reads_answer_what_the_latest_revisions_say(storage):
     since = datetime(2024, 12, 1, tzinfo=timezone.utc)
     assert {a["alert_id"] for a in read("console_inbox", since=since, limit=10000)} == {
         a["alert_id"] for a in opened if a["detected_at"] >= since}
+
+
+def risk_row(uscc: str, score: float, day: int, revision: int) -> dict:
+    return {"uscc": uscc, "score": score, "level": "high" if score >= 60 else "medium", "rules": ["utility_drop"],
+            "updated_at": datetime(2024, 3, day, 8, tzinfo=timezone.utc), "revision": revision}
+
+
+def test_every_stored_risk_score_is_kept_for_the_enterprise_pages_risk_over_time(storage):
+    apply_schema(storage)
+    uscc, other = USCCS[0], USCCS[1]
+    storage.insert("risk", [risk_row(uscc, 45.0, 1, 1), risk_row(other, 20.0, 1, 1)])
+    storage.insert("risk", [risk_row(uscc, 67.5, 3, 2)])
+    storage.insert("risk", [risk_row(uscc, 33.8, 9, 3)])
+    history = reader(storage)("enterprise_risk_history", uscc=uscc)
+    assert [(h["updated_at"], h["score"]) for h in history] == [
+        ("2024-03-01 08:00:00", 45.0), ("2024-03-03 08:00:00", 67.5), ("2024-03-09 08:00:00", 33.8)]
+    assert [r["score"] for r in storage.query(f"SELECT score FROM risk FINAL WHERE uscc = '{uscc}'")] == [33.8]
+
+
+def test_scores_stored_before_the_history_existed_are_copied_in_once(storage):
+    apply_schema(storage)
+    storage.execute(f"DROP TABLE {storage.database}.risk_history_feed")
+    storage.execute(f"DROP TABLE {storage.database}.risk_history")
+    storage.insert("risk", [risk_row(USCCS[2], 70.0, 2, 4)])  # an older data directory's latest score
+    apply_schema(storage)
+    apply_schema(storage)  # a second start copies nothing again
+    storage.insert("risk", [risk_row(USCCS[2], 75.0, 5, 5)])
+    history = reader(storage)("enterprise_risk_history", uscc=USCCS[2])
+    assert [(h["updated_at"][:10], h["score"]) for h in history] == [("2024-03-02", 70.0), ("2024-03-05", 75.0)]
+    raw = storage.query(f"SELECT count() AS n FROM risk_history WHERE uscc = '{USCCS[2]}'")
+    assert int(raw[0]["n"]) == 2

@@ -25,6 +25,8 @@ ALERT = {"alert_id": "a-1", "uscc": USCC, "enterprise_name": "东莞精密五金
          "score": 7.5, "observed": 10.0, "expected": 100.0, "evidence": json.dumps({"baseline_kwh": 100.0}),
          "explanation_zh": "用电量骤降 90%", "explanation_en": "electricity fell 90%", "revision": 3}
 
+SERIES = [{"day": "2024-03-01", "utility": "electricity", "amount": 10.0, "readings": 24, "estimated": 0}]
+
 
 class CheckedReader:
     """Binds every read as the read API does (a bad parameter raises ``ParamError``) and
@@ -55,12 +57,22 @@ class CheckedReader:
         if name == "console_complaints_weekly":
             return [{"week": "2024-02-26", "complaints": 3}]
         if name == "enterprise_series":
-            return [{"day": "2024-03-01", "utility": "electricity", "amount": 10.0, "readings": 24, "estimated": 0}]
+            return SERIES
+        if name == "enterprise_risk_history":
+            return [{"updated_at": "2024-03-10 01:00:00", "score": 67.5, "level": "high", "rules": ["utility_drop"]},
+                    {"updated_at": "2024-03-12 01:00:00", "score": 81.0, "level": "high", "rules": ["utility_drop"]}]
+        if name == "console_alert_span":
+            return [{"oldest": "2024-03-10 01:00:00", "newest": "2024-03-10 01:00:00", "rows": 1}]
         return []
 
 
 @pytest.fixture
 def console():
+    return started_console()
+
+
+def started_console() -> tuple[TestClient, CaseStore, CheckedReader]:
+    """The console app on an in-memory store with an analyst (li) and a viewer (wang)."""
     store = CaseStore("sqlite://")
     store.add_user("li", "analyst password", "analyst")
     store.add_user("wang", "viewer password", "viewer")

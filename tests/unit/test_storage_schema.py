@@ -25,7 +25,8 @@ def columns(statement: str) -> tuple[str, ...]:
 
 def tables(version: tuple[int, ...]) -> dict[str, str]:
     stmts = schema_statements("ew", version)
-    return {re.match(r"CREATE TABLE IF NOT EXISTS ew\.(\w+)", s).group(1): s for s in stmts[1:]}
+    return {re.match(r"CREATE TABLE IF NOT EXISTS ew\.(\w+)", s).group(1): s for s in stmts[1:]
+            if not s.startswith("CREATE MATERIALIZED VIEW")}
 
 
 def test_clickhouse_18_16_gets_no_low_cardinality():
