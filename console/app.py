@@ -23,8 +23,9 @@ from fastapi.templating import Jinja2Templates
 from console import i18n
 from console.auth import (CSRF_FIELD, CSRF_HEADER, LOGIN_CSRF_COOKIE, SESSION_COOKIE, LoginLimiter, new_token,
                           same_token, token_hash, verify_password)
+from console.errors import Refused
 from console.expected import expected_band
-from console.store import ACTIONS, OUTCOMES, CaseError, CaseStore
+from console.store import ACTIONS, MUTE_MAX_DAYS, OUTCOMES, CaseError, CaseStore, city_today
 from detectors.findings import RULES, SEVERITIES
 from streams.readparams import ParamError
 
@@ -39,14 +40,6 @@ UTILITIES = ("electricity", "water")
 CSV_COLUMNS = ("uscc", "name", "town", "industry", "score", "level", "rules", "updated_at", "case_state")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
-
-
-class Refused(Exception):
-    """A request the console refuses: a status code and why (rendered as a short page)."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status, self.reason = status, reason
 
 
 def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refresh_seconds: int = 5,
@@ -170,7 +163,7 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
         by_town: dict[str, int] = {}
         for row in rows:
             by_town[row["town"]] = by_town.get(row["town"], 0) + 1
-        return render(request, "supervision.html", rows=rows, filters=filters, facets=facets(),
+        return render(request, "supervision.html", rows=rows, filters=filters, facets=facets(), muted=mutes_by_uscc(),
                       by_town=sorted(by_town.items(), key=lambda kv: (-kv[1], kv[0])), query=request.url.query,
                       sort=request.query_params.get("sort") or "score")
 
@@ -202,23 +195,44 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
     async def inbox(request: Request):
         if request.state.user is None:
             return login_redirect(request)
-        filters = filters_of(request)
-        filters["state"] = state_of(request)
+        filters = {**filters_of(request), "state": state_of(request), "muted": muted_of(request)}
         return render(request, "inbox.html", filters=filters, facets=facets(), query=request.url.query,
                       **inbox_rows(filters))
 
     @app.get("/inbox/rows", response_class=HTMLResponse)
     async def inbox_partial(request: Request):
         signed_in(request)
-        return render(request, "inbox_rows.html", **inbox_rows({**filters_of(request), "state": state_of(request)}))
+        return render(request, "inbox_rows.html", **inbox_rows({**filters_of(request), "state": state_of(request),
+                                                                "muted": muted_of(request)}))
+
+    def muted_of(request: Request) -> str:
+        muted = request.query_params.get("muted") or "hide"
+        if muted not in ("hide", "show"):
+            raise Refused(400, "muted: must be hide or show")
+        return muted
 
     def inbox_rows(filters: dict) -> dict:
+        """The inbox's alerts: the newest open ones, those of a muted rule hidden unless
+        ``muted=show`` (at most one open alert per enterprise and rule: reading as many more as
+        there are mutes keeps the page full), then the case-state filter."""
         state = filters.get("state")
-        alerts = newest_open(read, {k: v for k, v in filters.items() if k != "state"})
+        muted = mutes_by_uscc()
+        hidden = sum(map(len, muted.values())) if filters.get("muted") != "show" else 0
+        alerts = newest_open(read, {k: v for k, v in filters.items() if k not in ("state", "muted")},
+                             min(INBOX_LIMIT + hidden, 10_000))
+        if hidden:
+            alerts = [a for a in alerts if a["rule"] not in muted.get(a["uscc"], ())][:INBOX_LIMIT]
         states = store.states([a["alert_id"] for a in alerts])
         if state:
             alerts = [a for a in alerts if states.get(a["alert_id"], "new") == state]
-        return {"alerts": alerts, "states": states}
+        return {"alerts": alerts, "states": states, "muted": muted}
+
+    def mutes_by_uscc(uscc: str | None = None) -> dict[str, dict[str, dict]]:
+        """The mutes in force: enterprise -> rule -> mute."""
+        found: dict[str, dict[str, dict]] = {}
+        for mute in store.mutes_in_force(uscc):
+            found.setdefault(mute["uscc"], {})[mute["rule"]] = mute
+        return found
 
     @app.post("/inbox/acknowledge")
     async def bulk_acknowledge(request: Request):
@@ -263,6 +277,7 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
         return render(request, "enterprise.html", e=found[0], alerts=alerts, chart=chart_json,
                       tax=read("monthly", uscc=uscc, kind="tax"), social=read("monthly", uscc=uscc, kind="social"),
                       complaints=read("console_complaints_weekly", uscc=uscc), cases=store.cases_for(uscc),
+                      mutes=store.mutes_in_force(uscc), muted=mutes_by_uscc(uscc).get(uscc, {}),
                       states=store.states([a["alert_id"] for a in alerts]), evidence=evidence_of)
 
     @app.get("/cases/{alert_id}", response_class=HTMLResponse)
@@ -270,8 +285,12 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
         if request.state.user is None:
             return login_redirect(request)
         alert = one_alert(alert_id)
-        return render(request, "case.html", a=alert, evidence=evidence_of(alert), case=store.case(alert_id),
-                      history=store.history(alert_id), actions=ACTIONS, error=request.query_params.get("error"))
+        case = store.case(alert_id)
+        return render(request, "case.html", a=alert, evidence=evidence_of(alert), case=case,
+                      history=store.history(alert_id), actions=ACTIONS, error=request.query_params.get("error"),
+                      mute=mutes_by_uscc(alert["uscc"]).get(alert["uscc"], {}).get(alert["rule"]),
+                      mute_default=(city_today() + timedelta(days=90)).isoformat(),
+                      mute_max=(city_today() + timedelta(days=MUTE_MAX_DAYS)).isoformat())
 
     @app.post("/cases/{alert_id}/{action}")
     async def case_action(request: Request, alert_id: str, action: str):
@@ -280,15 +299,32 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
         if user["role"] not in ("analyst", "admin"):
             store.record(user["name"], "case_refused", alert_id, attempted=action, reason="viewer")
             raise Refused(403, "viewers cannot change cases")
-        if action not in ACTIONS:
+        if action not in (*ACTIONS, "mute"):
             raise Refused(404, f"no action {action}")
         alert = one_alert(alert_id)
         details = {k: form.get(k) for k in ("assignee", "note", "due_on", "outcome") if form.get(k)}
         try:
-            store.act(alert_id, alert["uscc"], action, user["name"], rule=alert["rule"], **details)
+            if action == "mute":
+                store.mute(alert_id, user["name"], form.get("until") or "")
+            else:
+                store.act(alert_id, alert["uscc"], action, user["name"], rule=alert["rule"], **details)
         except CaseError as exc:
             return RedirectResponse(f"/cases/{quote(alert_id, safe='')}?error={quote(str(exc))}", status_code=303)
         return RedirectResponse(f"/cases/{quote(alert_id, safe='')}", status_code=303)
+
+    @app.post("/mutes/{mute_id}/unmute")
+    async def unmute(request: Request, mute_id: int):
+        """Lift a mute in force (analysts and admins); back to the enterprise page."""
+        user = signed_in(request)
+        await checked_form(request)
+        if user["role"] not in ("analyst", "admin"):
+            store.record(user["name"], "case_refused", f"mute {mute_id}", attempted="unmute", reason="viewer")
+            raise Refused(403, "viewers cannot change cases")
+        try:
+            event = store.unmute(mute_id, user["name"])
+        except CaseError as exc:
+            raise Refused(404, str(exc)) from None
+        return RedirectResponse(f"/enterprise/{quote(event['uscc'], safe='')}", status_code=303)
 
     @app.get("/outcomes", response_class=HTMLResponse)
     async def outcomes(request: Request):

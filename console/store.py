@@ -24,17 +24,22 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
+from console.tables import (audit, case_events, cases, city_today, metadata, mutes, now, outbox, sessions,
+                            users)
 from streams.masking import mask_pii
 from streams.messages import CASE_ACTIONS, CASE_OUTCOMES
 
 ROLES = ("viewer", "analyst", "admin")
-ACTIONS, OUTCOMES = CASE_ACTIONS, CASE_OUTCOMES  # the monitor.cases contract (streams.messages)
+MUTE_ACTIONS = ("mute", "unmute")  # decisions on a resolved case (``CaseStore.mute``, ``CaseStore.unmute``)
+ACTIONS = tuple(a for a in CASE_ACTIONS if a not in MUTE_ACTIONS)  # the workflow (``CaseStore.act``)
+OUTCOMES = CASE_OUTCOMES  # the monitor.cases contract (streams.messages)
 SCHEMA_VERSION = 1
+MUTE_MAX_DAYS = 366
 
 
 class CaseError(ValueError):
@@ -43,73 +48,6 @@ class CaseError(ValueError):
     def __init__(self, field: str, problem: str):
         super().__init__(f"{field}: {problem}")
         self.field = field
-
-
-class UtcDateTime(sa.types.TypeDecorator):
-    """Aware UTC datetimes in and out (SQLite keeps them naive: they are read back as UTC)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            raise ValueError("naive datetime: give a time zone")
-        return value.astimezone(timezone.utc) if value is not None else None
-
-    def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value
-
-
-metadata = sa.MetaData()
-users = sa.Table("console_users", metadata,
-                 sa.Column("name", sa.String(64), primary_key=True),
-                 sa.Column("password_hash", sa.String(256), nullable=False),
-                 sa.Column("role", sa.String(16), nullable=False),
-                 sa.Column("created_at", UtcDateTime, nullable=False))
-sessions = sa.Table("console_sessions", metadata,
-                    sa.Column("token_hash", sa.String(64), primary_key=True),
-                    sa.Column("user_name", sa.String(64), sa.ForeignKey("console_users.name"), nullable=False),
-                    sa.Column("csrf", sa.String(64), nullable=False),
-                    sa.Column("expires_at", UtcDateTime, nullable=False))
-cases = sa.Table("cases", metadata,
-                 sa.Column("case_id", sa.String(128), primary_key=True),
-                 sa.Column("uscc", sa.String(18), nullable=False, index=True),
-                 sa.Column("rule", sa.String(32)),
-                 sa.Column("state", sa.String(16), nullable=False),
-                 sa.Column("assignee", sa.String(64)),
-                 sa.Column("due_on", sa.Date),
-                 sa.Column("outcome", sa.String(16)),
-                 sa.Column("updated_at", UtcDateTime, nullable=False),
-                 sa.Column("version", sa.Integer, nullable=False))
-case_events = sa.Table("case_events", metadata,
-                       sa.Column("event_id", sa.String(36), primary_key=True),
-                       sa.Column("case_id", sa.String(128), nullable=False, index=True),
-                       sa.Column("version", sa.Integer, nullable=False),
-                       sa.Column("action", sa.String(16), nullable=False),
-                       sa.Column("actor", sa.String(64), nullable=False),
-                       sa.Column("at", UtcDateTime, nullable=False),
-                       sa.Column("detail", sa.Text, nullable=False),
-                       sa.UniqueConstraint("case_id", "version"))
-audit = sa.Table("audit", metadata,
-                 sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-                 sa.Column("at", UtcDateTime, nullable=False),
-                 sa.Column("actor", sa.String(64), nullable=False),
-                 sa.Column("action", sa.String(32), nullable=False),
-                 sa.Column("target", sa.String(128), nullable=False),
-                 sa.Column("detail", sa.Text, nullable=False))
-outbox = sa.Table("outbox", metadata,
-                  sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-                  sa.Column("event_id", sa.String(36), nullable=False, unique=True),
-                  sa.Column("key", sa.String(64), nullable=False),
-                  sa.Column("payload", sa.Text, nullable=False),
-                  sa.Column("created_at", UtcDateTime, nullable=False),
-                  sa.Column("sent_at", UtcDateTime, index=True))
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _row(row) -> dict:
@@ -210,20 +148,83 @@ class CaseStore:
                 db.execute(sa.insert(cases).values(**changed))
             else:
                 db.execute(sa.update(cases).where(cases.c.case_id == case_id).values(**changed))
-            event_id = str(uuid.uuid4())
-            text = json.dumps(detail, ensure_ascii=False, default=str)
-            db.execute(sa.insert(case_events).values(event_id=event_id, case_id=case_id, version=changed["version"],
-                                                     action=action, actor=actor, at=at, detail=text))
-            self._audit(db, actor, action, case_id, detail)
-            event = {"schema_version": SCHEMA_VERSION, "event_id": event_id, "case_id": case_id,
-                     "alert_id": case_id, "uscc": case["uscc"], "rule": case["rule"], "version": changed["version"], "action": action,
-                     "actor": actor, "at": at.isoformat(), "state": changed["state"],
-                     "assignee": changed["assignee"], "outcome": changed["outcome"],
-                     "due_on": changed["due_on"].isoformat() if changed["due_on"] else None,
-                     "note": detail.get("note")}
-            db.execute(sa.insert(outbox).values(event_id=event_id, key=case["uscc"], created_at=at,
-                                                payload=json.dumps(event, ensure_ascii=False)))
+            return self._publish(db, changed, action, actor, at, detail)
+
+    def _publish(self, db, case: dict, action: str, actor: str, at: datetime, detail: dict,
+                 muted_until: date | None = None) -> dict:
+        """The history, audit and outbox rows of one case action (in the caller's transaction)."""
+        event_id = str(uuid.uuid4())
+        text = json.dumps(detail, ensure_ascii=False, default=str)
+        db.execute(sa.insert(case_events).values(event_id=event_id, case_id=case["case_id"], version=case["version"],
+                                                 action=action, actor=actor, at=at, detail=text))
+        self._audit(db, actor, action, case["case_id"], detail)
+        event = {"schema_version": SCHEMA_VERSION, "event_id": event_id, "case_id": case["case_id"],
+                 "alert_id": case["case_id"], "uscc": case["uscc"], "rule": case["rule"], "version": case["version"],
+                 "action": action, "actor": actor, "at": at.isoformat(), "state": case["state"],
+                 "assignee": case["assignee"], "outcome": case["outcome"],
+                 "due_on": case["due_on"].isoformat() if case["due_on"] else None, "note": detail.get("note")}
+        if action in MUTE_ACTIONS:
+            event["muted_until"] = muted_until.isoformat() if muted_until else None
+        db.execute(sa.insert(outbox).values(event_id=event_id, key=case["uscc"], created_at=at,
+                                            payload=json.dumps(event, ensure_ascii=False)))
         return event
+
+    # ------------------------------------------------------------ mutes (after an explained outcome)
+
+    def mute(self, case_id: str, actor: str, until, today: date | None = None) -> dict:
+        """Mute the rule of case ``case_id`` (resolved ``explained``) for its enterprise until the
+        end of ``until`` (a local day, after today, at most ``MUTE_MAX_DAYS`` ahead).  A mute of
+        the same rule and enterprise still in force is replaced.  One transaction: the mute, the
+        case's history, the audit log and a ``mute`` case event in the outbox."""
+        today = today or city_today()
+        until = _day("until", until)
+        if not today < until <= today + timedelta(days=MUTE_MAX_DAYS):
+            raise CaseError("until", f"give a day after today and at most {MUTE_MAX_DAYS} days ahead")
+        at = now()
+        with self.engine.begin() as db:
+            case = _row(db.execute(sa.select(cases).where(cases.c.case_id == case_id).with_for_update()).first())
+            if case is None or case["state"] != "resolved" or case["outcome"] != "explained":
+                raise CaseError("action", "only a case resolved as explained can mute its rule")
+            if not case["rule"]:
+                raise CaseError("rule", "the case does not say which rule it is about")
+            for old in self._in_force(db, today, case["uscc"], case["rule"]):
+                db.execute(sa.update(mutes).where(mutes.c.id == old["id"]).values(lifted_by=actor, lifted_at=at))
+            db.execute(sa.insert(mutes).values(uscc=case["uscc"], rule=case["rule"], until=until, case_id=case_id,
+                                               muted_by=actor, muted_at=at))
+            changed = dict(case, updated_at=at, version=case["version"] + 1)
+            db.execute(sa.update(cases).where(cases.c.case_id == case_id).values(updated_at=at,
+                                                                                  version=changed["version"]))
+            return self._publish(db, changed, "mute", actor, at, {"rule": case["rule"], "until": until}, until)
+
+    def unmute(self, mute_id: int, actor: str, today: date | None = None) -> dict:
+        """Lift a mute in force (reversible): a ``unmute`` event on the case that set it."""
+        today = today or city_today()
+        at = now()
+        with self.engine.begin() as db:
+            found = _row(db.execute(sa.select(mutes).where(mutes.c.id == mute_id).with_for_update()).first())
+            if found is None or found["lifted_at"] is not None or found["until"] < today:
+                raise CaseError("mute", "no such mute in force")
+            db.execute(sa.update(mutes).where(mutes.c.id == mute_id).values(lifted_by=actor, lifted_at=at))
+            case = _row(db.execute(sa.select(cases).where(cases.c.case_id == found["case_id"]).with_for_update())
+                        .first())
+            changed = dict(case, updated_at=at, version=case["version"] + 1)
+            db.execute(sa.update(cases).where(cases.c.case_id == case["case_id"]).values(updated_at=at,
+                                                                                        version=changed["version"]))
+            return self._publish(db, changed, "unmute", actor, at, {"rule": found["rule"], "until": found["until"]})
+
+    def mutes_in_force(self, uscc: str | None = None, today: date | None = None) -> list[dict]:
+        """The mutes in force today (of one enterprise, or all), by enterprise and rule."""
+        with self.engine.connect() as db:
+            return self._in_force(db, today or city_today(), uscc)
+
+    @staticmethod
+    def _in_force(db, today: date, uscc: str | None = None, rule: str | None = None) -> list[dict]:
+        query = sa.select(mutes).where(mutes.c.lifted_at.is_(None), mutes.c.until >= today)
+        if uscc is not None:
+            query = query.where(mutes.c.uscc == uscc)
+        if rule is not None:
+            query = query.where(mutes.c.rule == rule)
+        return [_row(r) for r in db.execute(query.order_by(mutes.c.uscc, mutes.c.rule, mutes.c.id))]
 
     def case(self, case_id: str) -> dict | None:
         with self.engine.connect() as db:
@@ -311,11 +312,19 @@ def _check(action: str, given: dict) -> dict:
             if not 1 <= len(value) <= limit or any(ord(c) < 32 and c not in "\n\t" for c in value):
                 raise CaseError(field_name, f"give 1 to {limit} characters of text")
             detail[field_name] = mask_pii(value) if field_name == "note" else value  # stored and published
-    if "due_on" in detail and not isinstance(detail["due_on"], date):
-        try:
-            detail["due_on"] = date.fromisoformat(str(detail["due_on"]))
-        except ValueError:
-            raise CaseError("due_on", "give a date, YYYY-MM-DD") from None
+    if "due_on" in detail:
+        detail["due_on"] = _day("due_on", detail["due_on"])
     if "outcome" in detail and detail["outcome"] not in OUTCOMES:
         raise CaseError("outcome", f"must be one of {', '.join(OUTCOMES)}")
     return detail
+
+
+def _day(field_name: str, value) -> date:
+    """``value`` as a date (a ``date`` or ``YYYY-MM-DD``), or ``CaseError`` naming the field."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise CaseError(field_name, "give a date, YYYY-MM-DD") from None
+

@@ -30,7 +30,9 @@ USCC_DESCRIPTION = (
     "from 0-9 and A-Y without I, O, S, V, Z; the last is a check digit. Also the Kafka message key.")
 ALERT_STATUSES = ("open", "resolved", "withdrawn")
 RISK_LEVELS = ("none", "low", "medium", "high")
-CASE_ACTIONS = tuple(cloudevents.CASE_TYPES)  # acknowledge, assign, note, due, resolve
+# acknowledge, assign, note, due, resolve; then mute and unmute (a rule muted for the enterprise after an
+# explained outcome, a decision kept in the console's case store, never in detection)
+CASE_ACTIONS = (*cloudevents.CASE_TYPES, *(a for a in ("mute", "unmute") if a not in cloudevents.CASE_TYPES))
 CASE_OUTCOMES = ("confirmed", "explained", "false_alarm")
 CASE_STATES = ("new", "acknowledged", "resolved")
 DEADLETTER_STAGES = ("decode", "validate", "sink")
@@ -183,7 +185,9 @@ class CaseEvent(_Message):
     version: int = Field(ge=1, description="The case's version after this action: 1, 2, 3, … per case.",
                          examples=[3])
     action: Literal[CASE_ACTIONS] = Field(
-        description="acknowledge, assign (to a town office or a person), note, due (a due date set), resolve.")
+        description="acknowledge, assign (to a town office or a person), note, due (a due date set), resolve; "
+                    "on a case resolved as explained: mute (its rule for this enterprise, until muted_until) and "
+                    "unmute (the mute lifted before its end).")
     actor: str = Field(min_length=1, max_length=64, description="The user who acted (the console's user name).",
                        examples=["zhang.wei"])
     at: AwareDatetime = Field(description="When the action was taken (wall clock of the console, RFC 3339).",
@@ -197,6 +201,10 @@ class CaseEvent(_Message):
     note: str | None = Field(max_length=2000, description="The note of a note action, personal data masked as in "
                              "complaint text.",
                              examples=["已电话联系企业"])
+    muted_until: date | None = Field(
+        None, description="With mute: the last local day (Asia/Shanghai) on which the console hides this rule's "
+                          "alerts for this enterprise; null with unmute.  Absent from the other actions.",
+        examples=["2025-03-31"])
 
 
 class DeadLetterHeaders(_Message):

@@ -219,6 +219,36 @@ def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worke
         seen.goto(f"{url}/cases/{other}")
         assert seen.inner_text("#history").count("\n") <= 1 and viewer_problems == []
 
+        # Muting: a case resolved as explained mutes its rule for the enterprise; the inbox hides that
+        # enterprise's alerts of the rule (a filter shows them); the enterprise page lifts the mute.
+        page.goto(f"{url}/inbox?lang=zh")
+        listed = page.eval_on_selector_all("#inbox-rows tr[data-alert]", "rows => rows.map(r => r.dataset.alert)")
+        third = next(a for a in listed if a not in (alert_id, other))
+        muted = worker.read("console_alert", alert_id=third)[0]
+        page.goto(f"{url}/cases/{third}")
+        page.select_option("#outcome-input", "explained")
+        page.click("#resolve")
+        page.wait_for_selector("#mute")
+        page.click("#mute")
+        page.wait_for_selector("#muted")
+        page.goto(f"{url}/inbox")
+        assert page.locator(f'#inbox-rows tr[data-alert="{third}"]').count() == 0
+        page.goto(f"{url}/inbox?muted=show")
+        assert page.locator(f'#inbox-rows tr[data-alert="{third}"].muted').count() == 1
+        page.goto(f"{url}/enterprise/{muted['uscc']}")
+        assert page.locator(f'#mutes tr[data-rule="{muted["rule"]}"]').count() == 1
+        shot(page, "enterprise-muted")
+        page.click("#mutes button.unmute")
+        page.wait_for_url(f"**/enterprise/{muted['uscc']}")
+        assert page.locator("#mutes").count() == 0
+        page.goto(f"{url}/inbox")
+        assert page.locator(f'#inbox-rows tr[data-alert="{third}"]').count() == 1
+        with ThreadPoolExecutor(1) as pool:
+            published = pool.submit(read_topic, broker.bootstrap, cases_topic(Settings()), 7, 15).result()
+        later = [json.loads(r.value) for r in published][4:]
+        assert [(e["case_id"], e["action"]) for e in later] == [(third, "resolve"), (third, "mute"), (third, "unmute")]
+        assert all(schema_problems("case.v1.json", e) == [] for e in later) and later[1]["muted_until"]
+
         # Bulk acknowledge: the ticked alert survives the inbox's refreshes, then leaves the "new" view.
         page.goto(f"{url}/inbox?state=new")
         box = page.locator("#inbox-rows input[name=alert_id]").first
