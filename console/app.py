@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from console import i18n
 from console.auth import (CSRF_FIELD, CSRF_HEADER, LOGIN_CSRF_COOKIE, SESSION_COOKIE, LoginLimiter, new_token,
                           same_token, token_hash, verify_password)
+from console.admin import add_user_admin
 from console.errors import Refused
 from console.expected import expected_band
 from console.store import ACTIONS, MUTE_MAX_DAYS, OUTCOMES, CaseError, CaseStore, city_today
@@ -126,7 +127,7 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
             store.record(name or "?", "login_refused", client, reason="rate limited")
             return render(request, "login.html", status=429, error="too_many", next=target)
         user = store.user(name)
-        if user is None or not verify_password(user["password_hash"], password):
+        if user is None or user["disabled_at"] is not None or not verify_password(user["password_hash"], password):
             limiter.failed(f"user:{name}", moment)
             limiter.failed(f"addr:{client}", moment)
             store.record(name or "?", "login_failed", client)
@@ -337,6 +338,8 @@ def create_app(reader, store: CaseStore, *, secure_cookies: bool = False, refres
         if not rows:
             raise Refused(404, f"no alert {alert_id}")
         return rows[0]
+
+    add_user_admin(app, store, render, signed_in, checked_form, login_redirect)
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused):

@@ -65,28 +65,70 @@ class CaseStore:
             options = {"connect_args": {"check_same_thread": False, "timeout": 30}}
         self.engine = sa.create_engine(url, **options)
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a store was created (``create_all`` adds only missing tables)."""
+        have = {c["name"] for c in sa.inspect(self.engine).get_columns("console_users")}
+        if "disabled_at" not in have:
+            kind = users.c.disabled_at.type.impl.compile(dialect=self.engine.dialect)
+            with self.engine.begin() as db:
+                db.execute(sa.text(f"ALTER TABLE console_users ADD COLUMN disabled_at {kind}"))
 
     # ------------------------------------------------------------ users and sessions
 
-    def add_user(self, name: str, password: str, role: str) -> None:
+    def add_user(self, name: str, password: str, role: str, actor: str = "admin") -> None:
         """Create or replace a user (the password is stored as an argon2 hash only)."""
         from console.auth import hash_password
 
-        if role not in ROLES:
-            raise CaseError("role", f"must be one of {', '.join(ROLES)}")
-        if not name or len(name) > 64 or not name.isprintable():
+        _check_role(role)
+        if not name or len(name) > 64 or not name.isprintable() or name != name.strip():
             raise CaseError("name", "give 1 to 64 printable characters")
-        if len(password) < 8:
-            raise CaseError("password", "give at least 8 characters")
+        _check_password(password)
         with self.engine.begin() as db:
+            db.execute(sa.delete(sessions).where(sessions.c.user_name == name))
             db.execute(sa.delete(users).where(users.c.name == name))
             db.execute(sa.insert(users).values(name=name, password_hash=hash_password(password), role=role,
                                                created_at=now()))
-            self._audit(db, "admin", "adduser", name, {"role": role})
+            self._audit(db, actor, "adduser", name, {"role": role})
 
     def user(self, name: str) -> dict | None:
+        """The user ``name`` (a disabled one too: ``disabled_at`` says so)."""
         with self.engine.connect() as db:
             return _row(db.execute(sa.select(users).where(users.c.name == name)).first())
+
+    def users(self) -> list[dict]:
+        """Every user by name, without password hashes."""
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(users.c.name, users.c.role, users.c.created_at, users.c.disabled_at)
+                              .order_by(users.c.name))
+            return [_row(r) for r in rows]
+
+    def change_user(self, name: str, actor: str, *, role: str | None = None, disabled: bool | None = None,
+                    password: str | None = None) -> None:
+        """Change a user's role, disable or enable it, or reset its password; audited. Disabling
+        or resetting the password ends the user's sessions."""
+        from console.auth import hash_password
+
+        change: dict = {}
+        if role is not None:
+            _check_role(role)
+            change["role"] = role
+        if disabled is not None:
+            change["disabled_at"] = now() if disabled else None
+        if password is not None:
+            _check_password(password)
+            change["password_hash"] = hash_password(password)
+        if not change:
+            raise CaseError("change", "nothing to change")
+        with self.engine.begin() as db:
+            if db.execute(sa.update(users).where(users.c.name == name).values(**change)).rowcount != 1:
+                raise CaseError("name", "no such user")
+            if disabled or password is not None:
+                db.execute(sa.delete(sessions).where(sessions.c.user_name == name))
+            action = ("reset_password" if password is not None else "set_role" if role is not None
+                      else "disable_user" if disabled else "enable_user")
+            self._audit(db, actor, action, name, {"role": role} if role is not None else {})
 
     def start_session(self, token_hash: str, user_name: str, csrf: str, expires_at: datetime) -> None:
         with self.engine.begin() as db:
@@ -99,7 +141,7 @@ class CaseStore:
         with self.engine.connect() as db:
             row = db.execute(sa.select(sessions.c.csrf, sessions.c.expires_at, users.c.name, users.c.role)
                              .join(users, users.c.name == sessions.c.user_name)
-                             .where(sessions.c.token_hash == token_hash)).first()
+                             .where(sessions.c.token_hash == token_hash, users.c.disabled_at.is_(None))).first()
         row = _row(row)
         return row if row and row["expires_at"] > now() else None
 
@@ -328,3 +370,12 @@ def _day(field_name: str, value) -> date:
     except ValueError:
         raise CaseError(field_name, "give a date, YYYY-MM-DD") from None
 
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise CaseError("role", f"must be one of {', '.join(ROLES)}")
+
+
+def _check_password(password: str) -> None:
+    if not isinstance(password, str) or not 8 <= len(password) <= 256:
+        raise CaseError("password", "give 8 to 256 characters")

@@ -33,7 +33,8 @@ users = sa.Table("console_users", metadata,
                  sa.Column("name", sa.String(64), primary_key=True),
                  sa.Column("password_hash", sa.String(256), nullable=False),
                  sa.Column("role", sa.String(16), nullable=False),
-                 sa.Column("created_at", UtcDateTime, nullable=False))
+                 sa.Column("created_at", UtcDateTime, nullable=False),
+                 sa.Column("disabled_at", UtcDateTime))
 sessions = sa.Table("console_sessions", metadata,
                     sa.Column("token_hash", sa.String(64), primary_key=True),
                     sa.Column("user_name", sa.String(64), sa.ForeignKey("console_users.name"), nullable=False),

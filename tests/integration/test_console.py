@@ -57,7 +57,7 @@ def start_console(tmp_path: Path, worker, broker) -> tuple[str, subprocess.Popen
     env = {"ENTWATCH_STORAGE_URL": worker.storage_url, "ENTWATCH_METRICS_PORT": str(worker.port),
            "ENTWATCH_API_TOKEN": worker.token, "ENTWATCH_BROKER_URL": broker.url,
            "ENTWATCH_DATA_DIR": str(tmp_path / "console"), "ENTWATCH_CONSOLE_REFRESH_SECONDS": "2"}
-    for name, role in (("li", "analyst"), ("wang", "viewer")):
+    for name, role in (("li", "analyst"), ("wang", "viewer"), ("root", "admin")):
         done = subprocess.run([sys.executable, "-m", "streams.cli", "console", "adduser", name, "--role", role],
                               env={**os.environ, **env, "ENTWATCH_CONSOLE_PASSWORD": f"{name}-password"},
                               capture_output=True, text=True, timeout=60)
@@ -248,6 +248,22 @@ def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worke
         later = [json.loads(r.value) for r in published][4:]
         assert [(e["case_id"], e["action"]) for e in later] == [(third, "resolve"), (third, "mute"), (third, "unmute")]
         assert all(schema_problems("case.v1.json", e) == [] for e in later) and later[1]["muted_until"]
+
+        # User administration: an admin creates a user and disables it; a viewer is refused.
+        admin_context = chromium.new_context(locale="zh-CN")
+        admin_page, admin_problems = log_in(admin_context, url, "root")
+        admin_page.click("#nav-users")
+        admin_page.fill("#new-name", "zhao")
+        admin_page.select_option("#new-role", "viewer")
+        admin_page.fill("#new-password", "zhao-password")
+        admin_page.click("#create-user")
+        admin_page.wait_for_selector('#users tr[data-user="zhao"][data-role="viewer"]')
+        admin_page.click('#users tr[data-user="zhao"] button.disable')
+        admin_page.wait_for_selector('#users tr[data-user="zhao"][data-disabled="yes"]')
+        shot(admin_page, "users")
+        assert admin_problems == []
+        assert viewer.request.get(f"{url}/admin/users").status == 403
+        assert viewer.request.post(f"{url}/admin/users/li/disable", form={"csrf": token}).status == 403
 
         # Bulk acknowledge: the ticked alert survives the inbox's refreshes, then leaves the "new" view.
         page.goto(f"{url}/inbox?state=new")
