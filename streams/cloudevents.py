@@ -52,6 +52,8 @@ CASE_TYPES = {  # a case action on monitor.cases -> ce_type
     "note": "cn.entwatch.case.noted",
     "due": "cn.entwatch.case.due_changed",
     "resolve": "cn.entwatch.case.resolved",
+    "mute": "cn.entwatch.case.muted",      # an explained case's rule muted for the enterprise
+    "unmute": "cn.entwatch.case.unmuted",  # the mute lifted before its end
 }
 TYPES = (*ALERT_TYPES.values(), RISK_TYPE, DEADLETTER_TYPE, *CASE_TYPES.values())
 CASE_VERSION = 1
