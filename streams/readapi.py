@@ -167,8 +167,12 @@ QUERIES: dict[str, NamedQuery] = {
         defaults={"threshold": 60.0, "limit": 1000},
         filters={"town": "e.town = {town:String}", "industry": "e.industry = {industry:String}",
                  "rule": "has(r.rules, {rule:String})",
-                 "severity": f"r.uscc IN (SELECT uscc FROM alerts FINAL WHERE status = 'open' AND indexOf("
-                             f"{_SEVERITY_RANK}, severity) >= indexOf({_SEVERITY_RANK}, {{severity:String}}))"}),
+                 # the latest revision of each alert of the listed enterprises only (argMax over every
+                 # revision: uscc is in the sorting key, so an alert's revisions are all there)
+                 "severity": "r.uscc IN (SELECT uscc FROM alerts WHERE uscc IN (SELECT uscc FROM risk FINAL WHERE "
+                             "score >= {threshold:Float64}) GROUP BY uscc, alert_id HAVING argMax(status, revision) "
+                             f"= 'open' AND indexOf({_SEVERITY_RANK}, argMax(severity, revision)) >= "
+                             f"indexOf({_SEVERITY_RANK}, {{severity:String}}))"}),
     "console_inbox": NamedQuery(
         "The console's alert inbox: open alerts newest first, by town, industry, rule, severity (or higher); "
         "since: detected at or after (alerts are partitioned by the month of detection: only those months are "

@@ -89,12 +89,12 @@ def apply_schema(storage: Storage) -> None:
     Afterwards ``storage.query`` resolves unqualified table names in its database."""
     statements = schema_statements(storage.database, storage.version())
     storage.execute(statements[0])
-    set_aside_rekeyed(storage)
-    history_is_new = sorting_key(storage, "risk_history") is None
+    before = sorting_keys(storage)
+    set_aside_rekeyed(storage, before)
     for statement in statements[1:]:
         storage.execute(statement)
-    copy_back_rekeyed(storage)
-    if history_is_new:  # the scores stored before the history was kept: one point each
+    copy_back_rekeyed(storage, sorting_keys(storage))
+    if before is not None and "risk_history" not in before:  # scores stored before the history was kept
         columns = ", ".join(TABLES["risk_history"])
         storage.execute(f"INSERT INTO {storage.database}.risk_history ({columns}) "
                         f"SELECT {columns} FROM {storage.database}.risk")
@@ -112,21 +112,27 @@ REKEYED = {"alerts": "uscc, alert_id"}
 ASIDE = "{table}_before_rekey"
 
 
+def sorting_keys(storage: Storage) -> dict[str, str] | None:
+    """The sorting key of each table of the storage's database, as ClickHouse writes it
+    (None for a storage that only takes statements: nothing there to rebuild)."""
+    if not hasattr(storage, "query"):
+        return None
+    rows = storage.query(f"SELECT name, sorting_key FROM system.tables WHERE database = {literal(storage.database)}")
+    return {r["name"]: r["sorting_key"] for r in rows}
+
+
 def sorting_key(storage: Storage, table: str) -> str | None:
-    """The sorting key of ``table`` in the storage's database as ClickHouse writes it, or
-    None when there is no such table."""
-    rows = storage.query("SELECT sorting_key FROM system.tables "
-                         f"WHERE database = {literal(storage.database)} AND name = {literal(table)}")
-    return rows[0]["sorting_key"] if rows else None
+    """The sorting key of ``table`` in the storage's database, or None when there is no such table."""
+    return (sorting_keys(storage) or {}).get(table)
 
 
-def set_aside_rekeyed(storage: Storage) -> list[str]:
-    """Rename each ``REKEYED`` table whose key is not the current one; returns their names."""
+def set_aside_rekeyed(storage: Storage, keys: dict[str, str] | None) -> list[str]:
+    """Rename each ``REKEYED`` table whose key (in ``keys``) is not the current one; returns
+    their names."""
     moved = []
     for table, key in REKEYED.items():
-        found = sorting_key(storage, table)
-        aside = ASIDE.format(table=table)
-        if found is not None and found != key and sorting_key(storage, aside) is None:
+        found, aside = (keys or {}).get(table), ASIDE.format(table=table)
+        if found is not None and found != key and aside not in keys:
             log.warning("storage: %s.%s is ordered by (%s); rebuilding it ordered by (%s)",
                         storage.database, table, found, key)
             storage.execute(f"RENAME TABLE {storage.database}.{table} TO {storage.database}.{aside}")
@@ -134,13 +140,13 @@ def set_aside_rekeyed(storage: Storage) -> list[str]:
     return moved
 
 
-def copy_back_rekeyed(storage: Storage) -> int:
-    """Copy the rows of each set-aside table into its new table, then drop the old one;
-    returns the rows copied."""
+def copy_back_rekeyed(storage: Storage, keys: dict[str, str] | None) -> int:
+    """Copy the rows of each set-aside table (in ``keys``) into its new table, then drop the
+    old one; returns the rows copied."""
     copied = 0
     for table in REKEYED:
         aside = ASIDE.format(table=table)
-        if sorting_key(storage, aside) is None:
+        if aside not in (keys or {}):
             continue
         columns = ", ".join(TABLES[table])
         rows = int(storage.query(f"SELECT count() AS n FROM {storage.database}.{aside}")[0]["n"])

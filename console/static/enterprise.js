@@ -54,7 +54,7 @@
     animation: false,
     tooltip: { trigger: "axis" },
     grid: { left: 70, right: 70, top: 20, bottom: 40 },
-    xAxis: { type: "time" },
+    xAxis: { type: "time", min: days.length ? days[0] : null, max: days.length ? days[days.length - 1] : null },
     yAxis: { type: "value", min: 0, max: 100 },
     series: [{ name: riskEl.dataset.risk, type: "line", step: "end", showSymbol: true, symbolSize: 4,
                data: data.risk, itemStyle: { color: "#b00020" },
