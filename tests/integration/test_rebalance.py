@@ -135,11 +135,12 @@ def test_scale_in_with_a_stop_and_a_kill_processes_each_message_about_once(stack
     stack.scrape(killed)
     killed.kill9()
     processed = stack.finish(total, [survivor])
-    # Issue 15 asks for <= 1.05; measured 1.014 in one run but 1.16-1.18 in three of four runs of
-    # this test on a 2-core machine (the killed worker's work since its last commit is redone,
-    # and more than the 1 s commit interval explains: open, docs/RELIABILITY.md).  The bound
-    # below still fails the whole-partition re-reads this issue fixed (1.31 before).
-    assert processed <= 1.25 * sent, f"{processed:.0f} messages processed for {sent} sent"
+    # The killed worker's work since its last commit is done again.  The kill follows the batch
+    # that took the store past 60%, often the catch-up after the first rebalance: committed on
+    # Faust's 1 s timer alone, 1,460 messages were redone (1.18); committed after each batch,
+    # nothing but a batch whose commit is in flight (a few ms).  Re-reading whole partitions
+    # from offset 0, as before issue 15, gave 1.31.
+    assert processed <= 1.05 * sent, f"{processed:.0f} messages processed for {sent} sent"
     assert_stored_once(stack, city)
     assert "LeaveGroup request succeeded" in stack.logs([stopped])  # its partitions moved at once
     assert "messages from offset 0 were fetched" not in stack.logs([survivor])

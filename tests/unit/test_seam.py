@@ -8,6 +8,7 @@ import importlib
 import inspect
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiokafka
 import faust
@@ -110,3 +111,102 @@ def test_a_consumer_in_tansus_generation_0_leaves_its_group_on_stop():
         seam.leave_in_every_generation(later)
         asyncio.run(later._maybe_leave_group())
         assert later.left_by_aiokafka and later.sent == []  # aiokafka's own rule: leave, or stay (static)
+
+
+class Commits:
+    """Faust's commit as PromptCommits sees it: what was acked when it started reaches the
+    broker a moment later; False when it only waited for a commit already in flight."""
+
+    def __init__(self, waits_first: int = 0):
+        self.acked, self.committed, self.waits_first = [], [], waits_first
+
+    async def commit(self) -> bool:
+        if self.waits_first:
+            self.waits_first -= 1
+            await asyncio.sleep(0.01)
+            return False
+        upto = list(self.acked)
+        await asyncio.sleep(0.01)
+        self.committed.append(upto)
+        return True
+
+
+def test_each_batch_is_committed_once_it_is_done_without_waiting_for_the_timer():
+    async def run():
+        faust_ = Commits()
+        commits = seam.PromptCommits(faust_.commit, asyncio.ensure_future)
+        for batch in (1, 2):
+            faust_.acked.append(batch)
+            commits.after_batch()
+            await commits.running
+        return faust_.committed
+
+    assert asyncio.run(run()) == [[1], [1, 2]]
+
+
+def test_batches_that_end_during_a_commit_get_one_more_commit_after_it():
+    async def run():
+        faust_ = Commits()
+        commits = seam.PromptCommits(faust_.commit, asyncio.ensure_future)
+        faust_.acked.append(1)
+        commits.after_batch()
+        await asyncio.sleep(0)  # batch 1's commit is on its way
+        for batch in (2, 3):
+            faust_.acked.append(batch)
+            commits.after_batch()
+        await commits.running
+        return faust_.committed
+
+    assert asyncio.run(run()) == [[1], [1, 2, 3]]
+
+
+def test_a_commit_that_only_waited_for_the_timers_commit_is_made_again():
+    async def run():
+        faust_ = Commits(waits_first=1)  # the timer's commit, of older acks, was in flight
+        commits = seam.PromptCommits(faust_.commit, asyncio.ensure_future)
+        faust_.acked.append(1)
+        commits.after_batch()
+        await commits.running
+        return faust_.committed
+
+    assert asyncio.run(run()) == [[1]]
+
+
+class Seeking:
+    """Faust's own commit() beside the seam's no_commits(), around a stand-in for the commit
+    itself (what it does is logged)."""
+
+    commit = FaustConsumer.commit
+    maybe_wait_for_commit_to_finish = FaustConsumer.maybe_wait_for_commit_to_finish
+    no_commits = seam._Consumer.no_commits
+    _commit_fut = None
+
+    def __init__(self):
+        self.app, self.loop, self.log = SimpleNamespace(client_only=False), asyncio.get_running_loop(), []
+
+    async def force_commit(self, topics=None, start_new_transaction=True) -> bool:
+        self.log.append("commit begins")
+        await asyncio.sleep(0.01)
+        self.log.append("commit lands")
+        return True
+
+
+def test_no_commit_runs_while_faust_seeks_to_the_groups_commits():
+    """A commit in flight lands before the seek reads the group's commits; one started
+    during the seek (a batch's, the timer's) commits nothing, as with any commit in flight."""
+    async def run():
+        consumer = Seeking()
+        in_flight = asyncio.ensure_future(consumer.commit())
+        await asyncio.sleep(0)
+        async with consumer.no_commits():
+            consumer.log.append("seek begins")
+            during = asyncio.ensure_future(consumer.commit())
+            await asyncio.sleep(0.02)
+            consumer.log.append("seek ends")
+        await in_flight
+        after = await consumer.commit()
+        return consumer.log, await during, after
+
+    log, during, after = asyncio.run(run())
+    assert log == ["commit begins", "commit lands", "seek begins", "seek ends", "commit begins", "commit lands"]
+    assert (during, after) == (False, True)
