@@ -71,10 +71,8 @@ class OutboxRelay(threading.Thread):
             return 0
         producer = self._connect()
         for row in rows:
-            headers = [("event_id", row["event_id"].encode())]  # CloudEvents headers (binary mode) after it
-            event = json.loads(row["payload"])
-            if event["action"] in cloudevents.CASE_TYPES:  # mute/unmute: once streams.cloudevents names a ce_type
-                headers += cloudevents.case_headers(event, cloudevents.source(self.settings.app_id))
+            headers = [("event_id", row["event_id"].encode()),  # CloudEvents headers (binary mode) after it
+                       *cloudevents.case_headers(json.loads(row["payload"]), cloudevents.source(self.settings.app_id))]
             producer.send(cases_topic(self.settings), key=row["key"].encode(), value=row["payload"].encode(),
                           headers=headers).get(timeout=30)
             self.store.mark_sent(row["id"])

@@ -248,6 +248,9 @@ def test_an_analyst_and_a_viewer_work_the_console_on_a_replayed_city(start_worke
         later = [json.loads(r.value) for r in published][4:]
         assert [(e["case_id"], e["action"]) for e in later] == [(third, "resolve"), (third, "mute"), (third, "unmute")]
         assert all(schema_problems("case.v1.json", e) == [] for e in later) and later[1]["muted_until"]
+        headers = [header_text(r.headers) for r in published[4:]]
+        assert [h["ce_type"] for h in headers[1:]] == ["cn.entwatch.case.muted", "cn.entwatch.case.unmuted"]
+        assert all(schema_problems("cloudevents-headers.v1.json", h) == [] for h in headers)
 
         # User administration: an admin creates a user and disables it; a viewer is refused.
         admin_context = chromium.new_context(locale="zh-CN")
