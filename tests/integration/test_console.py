@@ -15,14 +15,14 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 
 from console.relay import OutboxRelay, cases_topic
-from console.store import CaseStore
+from console.store import CaseStore, city_today
 from producers.simulator import LEGACY, AnomalyRates, SimulationConfig, generate
 from streams.broker import free_port
 from streams.settings import Settings
@@ -333,6 +333,37 @@ def test_the_case_store_keeps_every_action_and_the_relay_publishes_each_once(sto
     events = [json.loads(r.value) for r in read_topic(broker.bootstrap, cases_topic(settings), 5, timeout=20)]
     assert [e["event_id"] for e in events if e["case_id"] == case_id] == [r["event_id"] for r in pending]
     relay._close()
+
+
+def test_mutes_and_user_changes_are_kept_on_sqlite_and_postgresql_and_an_older_store_gains_its_column(store_url):
+    import sqlalchemy as sa
+
+    store = CaseStore(store_url)
+    case_id, today = f"case-{time.monotonic_ns()}", city_today()
+    store.act(case_id, USCC, "resolve", actor="li", rule="utility_drop", outcome="explained")
+    store.mute(case_id, "li", today + timedelta(days=10))
+    again = CaseStore(store_url)  # a new process would see the same
+    mine = lambda day=None: [m for m in again.mutes_in_force(USCC, day) if m["case_id"] == case_id]  # noqa: E731
+    assert [(m["rule"], m["until"]) for m in mine()] == [("utility_drop", today + timedelta(days=10))]
+    assert mine(today + timedelta(days=11)) == []  # over after its last day
+    again.unmute(mine()[0]["id"], "wang")
+    assert mine() == [] and [h["action"] for h in again.history(case_id)] == ["resolve", "mute", "unmute"]
+    name = f"u{time.monotonic_ns()}"
+    store.add_user(name, "a long password", "viewer", actor="root")
+    store.change_user(name, "root", disabled=True)
+    assert again.user(name)["disabled_at"].tzinfo is not None
+
+    older = store_url.rsplit("/", 1)[0] + f"/older{time.monotonic_ns()}" if store_url.startswith("postgresql") \
+        else store_url.replace(".db", "-older.db")
+    if older.startswith("postgresql"):
+        with sa.create_engine(store_url, isolation_level="AUTOCOMMIT").connect() as db:
+            db.execute(sa.text(f"CREATE DATABASE {older.rsplit('/', 1)[1]}"))
+    with sa.create_engine(older).begin() as db:  # the users table as the first console created it
+        db.execute(sa.text("CREATE TABLE console_users (name VARCHAR(64) PRIMARY KEY, password_hash VARCHAR(256) "
+                           "NOT NULL, role VARCHAR(16) NOT NULL, created_at TIMESTAMP WITH TIME ZONE NOT NULL)"))
+    CaseStore(older).add_user("li", "a long password", "analyst")
+    CaseStore(older).change_user("li", "root", disabled=True)
+    assert CaseStore(older).user("li")["disabled_at"] is not None
 
 
 CRASHING_RELAY = """
