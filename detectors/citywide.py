@@ -43,6 +43,7 @@ True
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -84,11 +85,13 @@ class CityCohorts:
     process, where every partition reports after each batch).  ``idle_lag``: a partition
     whose own meter readings lag the city's by more than this follows the city at that
     distance (a partition whose enterprises are few, or stopped uploading, does not hold
-    every other partition back).  ``publish``: keep the messages for ``monitor.cohorts``
-    in ``outbox``.
+    every other partition back); None: only once its input has ended or gone idle (a
+    worker, whose partitions are consumed at uneven speeds: following the city there
+    would judge a partition's unread data late).  ``publish``: keep the messages for
+    ``monitor.cohorts`` in ``outbox``.
     """
 
-    def __init__(self, partitions: int | None = None, idle_lag: timedelta = DEFAULT_LATENESS,
+    def __init__(self, partitions: int | None = None, idle_lag: timedelta | None = DEFAULT_LATENESS,
                  tz: ZoneInfo = CITY_TZ, min_members: int = DEFAULT.cohort_min_members, publish: bool = False):
         self.partitions = partitions
         self.idle_lag = idle_lag
@@ -99,6 +102,8 @@ class CityCohorts:
         self.reports: dict[int, PartitionReport] = {}
         self.deltas: dict[date, dict[int, CohortDelta]] = {}
         self.outbox: list[tuple[str, dict]] | None = [] if publish else None
+        self._reported: dict[int, dict] = {}   # the last report message sent per partition
+        self.origin = uuid.uuid4().hex          # in every message sent: what this copy reads back is its own
 
     # -- what partitions say ------------------------------------------------------------------
     def report(self, partition: int, report: PartitionReport) -> None:
@@ -108,7 +113,10 @@ class CityCohorts:
                 report.closed_through is None or report.closed_through < old.closed_through):
             report.closed_through = old.closed_through
         self.reports[partition] = report
-        self._send(f"clock/{partition}", {"partition": partition, "report": report.to_message()})
+        body = report.to_message()
+        if self._reported.get(partition) != body:  # a report that changed nothing is not sent again
+            self._reported[partition] = body
+            self._send(f"clock/{partition}", {"partition": partition, "report": body})
         self.fold()
 
     def contribute(self, partition: int, day: date, delta: CohortDelta) -> None:
@@ -123,9 +131,13 @@ class CityCohorts:
                     "report": report.to_message()})
         self.fold()
 
-    def receive(self, key: str, body: dict) -> None:
+    def receive(self, key: str, body: dict) -> bool:
         """A message of ``monitor.cohorts`` (another worker's partition, or one's own read
-        back): idempotent, in any order."""
+        back): idempotent, in any order.  True if it may let a partition close a day (the
+        cohort watermark, the city's readings or its first day moved)."""
+        if body.get("origin") == self.origin:
+            return False  # its own message read back: already applied
+        before = (self.start, self.folded, self.coverage(), len(self.reports))
         partition = int(body["partition"])
         if self.start is None and body.get("start"):  # the city's first day, as the first to decide it did
             self.start = self.folded = date.fromisoformat(body["start"])
@@ -139,6 +151,7 @@ class CityCohorts:
             if self.folded is None or day > self.folded:
                 self.deltas.setdefault(day, {})[partition] = CohortDelta.from_message(body["delta"])
         self.fold()
+        return before != (self.start, self.folded, self.coverage(), len(self.reports))
 
     # -- what partitions may do ----------------------------------------------------------------
     def coverage(self) -> datetime | None:
@@ -152,7 +165,8 @@ class CityCohorts:
         if self.start is None:
             if not self._all_reported() or self.coverage() is None:
                 return None
-            if any(not r.caught_up and not r.events for r in self.reports.values()):
+            if any((r.events and r.first is None) or (not r.caught_up and not r.events)
+                   for r in self.reports.values()):
                 return None  # a partition that has not read its first events yet
             firsts = [r.first for r in self.reports.values() if r.first is not None]
             self.start = self.folded = min(firsts).astimezone(self.tz).date() - timedelta(days=1)
@@ -185,6 +199,7 @@ class CityCohorts:
     def _send(self, key: str, body: dict) -> None:
         if self.outbox is not None:
             body["start"] = _iso(self.start)
+            body["origin"] = self.origin
             self.outbox.append((key, body))
 
 

@@ -103,14 +103,14 @@ class PartitionClock:
         end = min(datetime.combine(last + timedelta(days=1), time(0), tz), recorded_at)
         self.saw("utility", end, datetime.combine(first, time(0), tz))
 
-    def target(self, behind: set[str], city: datetime | None, idle_lag: timedelta,
+    def target(self, behind: set[str], city: datetime | None, idle_lag: timedelta | None,
                final: bool = False) -> datetime | None:
         """The time the clock may move to: its own readings' coverage, or the city's minus
-        ``idle_lag`` if that is further (all of the city's if ``final``: the input has
-        ended), but not past the latest time seen of a kind that still has unconsumed
-        messages."""
+        ``idle_lag`` if that is further (None: never), all of the city's if ``final`` (the
+        input has ended), but not past the latest time seen of a kind that still has
+        unconsumed messages."""
         target = self.seen.get("utility")
-        if city is not None:
+        if city is not None and (final or idle_lag is not None):
             follow = city if final else city - idle_lag
             target = follow if target is None else max(target, follow)
         for kind in behind:
@@ -118,10 +118,14 @@ class PartitionClock:
                 target = min(target, self.seen[kind]) if kind in self.seen else None
         return target
 
-    def report(self, behind: set[str]) -> PartitionReport:
-        """What this partition tells the city."""
-        return PartitionReport(min(self.first.values()) if self.first else None, self.seen.get("utility"),
-                               self.clock.closed_through, bool(self.first), not behind)
+    def report(self, behind: set[str], settled: bool = True) -> PartitionReport:
+        """What this partition tells the city (``settled``: its input is known to be all
+        read, so that a partition without events is empty rather than not read yet).  Its
+        earliest event is not known while a kind it has not seen yet has unread messages
+        (that kind's first events may be earlier): the city does not start before."""
+        known = self.first and all(kind in self.seen for kind in behind)
+        return PartitionReport(min(self.first.values()) if known else None, self.seen.get("utility"),
+                               self.clock.closed_through, bool(self.first), settled and not behind)
 
     def closed_at(self, day: date) -> datetime:
         """The event time at which ``day`` closes: its end plus the allowed lateness (the
@@ -337,9 +341,9 @@ class PartitionDriver:
                     tr.publish(tr.feed(early, self._between_closes(clock), self.tz), early.event_time, index,
                                out.alerts, out.risk)
 
-    def report(self, clock: PartitionClock, behind: set[str] = frozenset()) -> None:
+    def report(self, clock: PartitionClock, behind: set[str] = frozenset(), settled: bool = True) -> None:
         """Tell the city how far this partition's data goes."""
-        self.city.report(self.partition, clock.report(behind))
+        self.city.report(self.partition, clock.report(behind, settled))
 
     def close(self, clock: PartitionClock, members: Callable[[], Iterable[str]], out: Judged,
               behind: set[str] = frozenset(), final: bool = False, through: date | None = None) -> bool:

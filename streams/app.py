@@ -12,14 +12,17 @@ import asyncio
 import logging
 import time
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 from collections import Counter
 
 import faust
 import orjson
 from faust.types import TP
 
+from detectors.citywide import CityCohorts
 from detectors.findings import RULES
 from streams import cloudevents, metrics
+from streams.cohorts import CohortFeed, encode
 from streams.continuity import IDLE_AFTER, Continuity
 from streams.health import watch
 from streams.pipeline import BatchProcessor, BatchResult, Message, deadletter_record
@@ -89,8 +92,31 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     table = app.Table("enterprise_state", key_type=bytes, value_type=bytes, partitions=settings.partitions,
                       options=dict(ROCKSDB_OPTIONS, driver="rocksdict") if rocksdb else None)
     states = TableStates(table)
+    lateness = timedelta(days=settings.utility_lateness_days)
+    # The city-wide peer cohorts: this worker's partitions' contributions go to
+    # monitor.cohorts, everyone's are read back from it (streams/cohorts.py).
+    # A partition follows the city's readings only once idle (ENTWATCH_COHORT_IDLE_SECONDS): its
+    # topics are read at their own speed, and its unread data must not be judged late.
+    city = CityCohorts(settings.partitions, idle_lag=None, tz=ZoneInfo(settings.timezone), publish=True)
+    feed = CohortFeed(settings, city)
+    cohorts_topic = app.topic(settings.topic("cohorts"), key_serializer="raw", value_serializer="raw")
     processor = BatchProcessor(kind_by_topic, settings.timezone, settings.max_message_bytes,
-                               lateness=timedelta(days=settings.utility_lateness_days))
+                               lateness=lateness, cohorts=city)
+    judging = asyncio.Lock()  # one batch, or one wake-up of waiting partitions, at a time
+    last_input: dict[int, float] = {}
+    city_input: list[float] = []  # when input was first seen anywhere in the city (here, or reported)
+
+    def idle(partition: int) -> bool:
+        """No input on ``partition`` for ENTWATCH_COHORT_IDLE_SECONDS since the city's input
+        began: it is empty (if it never had any) or its input has ended, and it follows the
+        city's readings.  Before any input, no partition is idle: a partition the consumer
+        has not fetched yet must not be taken for an empty one."""
+        now = time.monotonic()
+        if not city_input:
+            if not last_input and not any(r.events for r in city.reports.values()):
+                return False
+            city_input.append(now)
+        return now - max(last_input.get(partition, 0.0), city_input[0]) >= settings.cohort_idle_seconds
     store = storage or open_storage(settings.effective_storage_url(),
                                     settings.storage_password.get_secret_value() if settings.storage_password else None)
     apply_schema(store)
@@ -101,10 +127,12 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     app.input_topics = frozenset(kind_by_topic)
 
     async def on_batch(fetched: list) -> None:
+        await feed.ready.wait()  # the city's cohorts as published before this worker started
         with continuity.working():
             admitted = await continuity.admit(fetched)
             if admitted:
-                await handle_batch(admitted)
+                async with judging:
+                    await handle_batch(admitted)
         consumer = app.consumer
         for m in admitted:
             consumer.ack(m)  # Faust commits acked offsets
@@ -116,14 +144,37 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     async def reread_dropped() -> None:
         await continuity.check_idle()
 
+    @app.task
+    async def follow_cohorts() -> None:
+        """Read monitor.cohorts to its end, then follow it; wake the partitions that wait
+        for the city (another worker's partitions closed a day) or have gone idle, even
+        without input of their own."""
+        try:
+            await feed.start()
+            while True:
+                try:
+                    await asyncio.wait_for(feed.changed.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+                feed.changed.clear()
+                if app.rebalancing or app.in_recovery:
+                    continue  # the partitions' records are not all here yet
+                async with judging:
+                    await handle_batch([])
+        finally:
+            await feed.stop()
+
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender, revoked, **kwargs) -> None:
         continuity.revoked(revoked)
 
     async def handle_batch(fetched: list) -> None:
         messages = [_message(m) for m in fetched]
+        now = time.monotonic()
+        for m in messages:
+            last_input[m.partition] = now
         result: BatchResult = processor.process(messages, states, lambda p: _behind(app, kind_by_topic, continuity, p),
-                                                owned=_assigned(app, kind_by_topic))
+                                                owned=_assigned(app, kind_by_topic), final=idle, settled=idle)
         # 1. ClickHouse, 2. the output topics (acknowledged), 3. the state; then Faust may
         # commit the offsets.  A crash in between replays the batch: every step is idempotent.
         refused = await sink.write(result.rows)
@@ -138,6 +189,8 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
                   for topic, published, headers in ((alerts_topic, result.alerts, cloudevents.alert_headers),
                                                     (risk_topic, result.risk, cloudevents.risk_headers))
                   for p in published]  # CloudEvents headers, binary mode (streams.cloudevents)
+        outbox, city.outbox[:] = list(city.outbox), []
+        sends += [await cohorts_topic.send(key=key, value=value) for key, value in (encode(*m) for m in outbox)]
         if sends:
             await asyncio.gather(*sends)
         # A table write goes to the changelog partition of the current event's message (a

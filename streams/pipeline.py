@@ -163,7 +163,8 @@ class BatchProcessor:
 
     def process(self, messages: Iterable[Message], states: StateView,
                 behind: Callable[[int], Iterable[str]] = lambda partition: (),
-                owned: Iterable[int] | None = None, final: Callable[[int], bool] | bool = False) -> BatchResult:
+                owned: Iterable[int] | None = None, final: Callable[[int], bool] | bool = False,
+                settled: Callable[[int], bool] = lambda partition: True) -> BatchResult:
         """Process ``messages`` in order against the stored ``states``.
 
         ``behind(partition)`` names the input kinds whose topic still has unconsumed
@@ -173,7 +174,9 @@ class BatchProcessor:
         process judges (default: every one it has seen), which may close days now that the
         city allows it even without a message of their own.  ``final(partition)``: that
         partition's input has ended (or has been idle): it follows the city's readings all
-        the way."""
+        the way.  ``settled(partition)``: its input is known to be all read when ``behind``
+        names nothing (in a worker: idle for a while), so that a partition without events
+        so far is empty and the city need not wait for it."""
         result = BatchResult()
         by_partition: dict[int, list[tuple[int, contracts.Event]]] = defaultdict(list)
         for index, message in enumerate(messages):
@@ -193,14 +196,15 @@ class BatchProcessor:
             self._add_rows(event, result.rows)
         parts = set(by_partition) | set(self.drivers if owned is None else owned)
         is_final = final if callable(final) else (lambda partition: final)
-        self._judge(sorted(parts), by_partition, states, behind, is_final, result)
+        self._judge(sorted(parts), by_partition, states, behind, is_final, settled, result)
         if result.alerts:
             result.rows["alerts"] = [alert_row(p) for p in result.alerts]
         if result.risk:
             result.rows["risk"] = [risk_row(p) for p in result.risk]
         return result
 
-    def _judge(self, parts: list[int], by_partition, states: StateView, behind, final, result: BatchResult) -> None:
+    def _judge(self, parts: list[int], by_partition, states: StateView, behind, final, settled,
+               result: BatchResult) -> None:
         """Every partition folds its events and reports to the city; then they close days
         in turn (each at most one day past the slowest) until none can close another; the
         records, clocks and daily totals they changed become state and rows."""
@@ -219,7 +223,7 @@ class BatchProcessor:
             out = driver.judged(clock, load)
             lag = set(behind(partition))
             driver.fold(clock, by_partition.get(partition, []), out)
-            driver.report(clock, lag)
+            driver.report(clock, lag, settled(partition))
             work[partition] = (driver, clock, out, lag, bool(by_partition.get(partition)))
         closed = set()
         progress = True

@@ -33,7 +33,10 @@ TOPICS = {
     "deadletter": "monitor.deadletter",
     "cases": "monitor.cases",  # published by the console (SPEC §9)
 }
-COMPACTED = {"registry", "risk"}
+# Topics only entwatch workers read and write (not a contract for subscribers): each
+# partition's contributions to the city-wide peer cohorts (streams/cohorts.py).
+INTERNAL_TOPICS = {"cohorts": "monitor.cohorts"}
+COMPACTED = {"registry", "risk", "cohorts"}
 EXAMPLE_SECRET = "change-me"  # how every secret in .env.example starts: never accepted
 SASL = ("SASL_PLAINTEXT", "SASL_SSL")
 
@@ -63,6 +66,10 @@ class Settings(BaseSettings):
     utility_lateness_days: float = Field(
         9.0, ge=0, le=60, description="days after a local day that its meter readings may still arrive and count "
         "(weekly uploads: 9); the worker judges a day once the readings have covered time that far past it")
+    cohort_idle_seconds: float = Field(
+        10.0, gt=0, description="seconds without input after which a partition's clock follows the whole city's "
+        "meter readings (the end of a replay); data of that partition arriving later about days closed meanwhile "
+        "is judged late (docs/STREAMING.md, peer cohorts)")
     rebalance_timeout: float = Field(6.0, gt=0, description="consumer group rebalance timeout, seconds")
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
     commit_interval: float = Field(1.0, gt=0, description="seconds between commits of processed offsets: a "
@@ -117,7 +124,7 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         """The full topic name for a kind (``utility``) or a monitor topic (``alerts``)."""
-        return self.topic_prefix + TOPICS[name]
+        return self.topic_prefix + (TOPICS[name] if name in TOPICS else INTERNAL_TOPICS[name])
 
     def effective_storage_url(self) -> str:
         return self.storage_url or f"chdb://{(self.data_dir / 'chdb').resolve()}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.settings import COMPACTED, TOPICS, Settings
+from streams.settings import COMPACTED, INTERNAL_TOPICS, TOPICS, Settings
 
 # The largest dead letter entwatch publishes (value, key and headers): under Kafka's default
 # message.max.bytes (1,048,588) with room to spare; larger ones are cut and carry a digest.
@@ -10,7 +10,7 @@ DEADLETTER_MAX_BYTES = 1_000_000
 
 
 def topic_configs(name: str) -> dict[str, str]:
-    """Kafka configs for a topic: compaction for registry and risk, a week elsewhere."""
+    """Kafka configs for a topic: compaction for registry, risk and cohorts, a week elsewhere."""
     if name in COMPACTED:
         return {"cleanup.policy": "compact"}
     return {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
@@ -28,7 +28,7 @@ def ensure_topics(settings: Settings, replication: int = 1) -> list[str]:
         existing = set(admin.list_topics())
         wanted = [
             NewTopic(settings.topic(name), settings.partitions, replication, topic_configs=topic_configs(name))
-            for name in TOPICS if settings.topic(name) not in existing
+            for name in (*TOPICS, *INTERNAL_TOPICS) if settings.topic(name) not in existing
         ]
         created = []
         for topic in wanted:

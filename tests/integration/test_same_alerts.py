@@ -1,8 +1,8 @@
 """Same data, same alerts on real parts (issue #12): a city as departments send it (weekly
-meters, late uploads, corrected returns, duplicates), fed to an `entwatch up` stack with its
-lines shuffled within the lateness, and to two workers sharing the partitions, ends with the
-final alerts that the file in order gives through the processor in process (which
-tests/integration/test_alerts.py shows a single worker publishes)."""
+meters, late uploads, corrected returns, duplicates), fed to an `entwatch up` stack (4
+partitions) with its lines shuffled within the lateness, and to two workers sharing the
+partitions, ends with the final alerts that the file in order gives through the processor
+in process at one partition: peers are the city's, whatever the partitions and workers."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from tests.integration.test_pipeline import _metric, replay
 
 pytestmark = pytest.mark.integration
 LATENESS_DAYS = 14  # weekly uploads (8 days old) that arrive up to 6 days late
+IDLE_SECONDS = 3    # ENTWATCH_COHORT_IDLE_SECONDS: the end of the replay
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def city(tmp_path_factory):
     g = random.Random(7)
     order = sorted(range(len(lines)), key=lambda i: i + g.uniform(0, 40))  # well under a day of deliveries
     shuffled.write_bytes(b"\n".join(lines[i] for i in order) + b"\n")
-    results = list(replay_in_process(lines, 4, lateness=timedelta(days=LATENESS_DAYS)))
+    results = list(replay_in_process(lines, 1, lateness=timedelta(days=LATENESS_DAYS)))
     final = {}
     for result in results:
         for p in result.alerts:
@@ -61,7 +62,8 @@ def state_of(alert: dict) -> tuple:
 def test_an_up_stack_fed_the_file_shuffled_within_the_lateness_ends_with_the_same_alerts(city, tmp_path):
     in_order, shuffled, final, accepted = city
     port = free_port()
-    env = {**os.environ, "HOME": str(tmp_path), "ENTWATCH_UTILITY_LATENESS_DAYS": str(LATENESS_DAYS)}
+    env = {**os.environ, "HOME": str(tmp_path), "ENTWATCH_UTILITY_LATENESS_DAYS": str(LATENESS_DAYS),
+           "ENTWATCH_COHORT_IDLE_SECONDS": str(IDLE_SECONDS)}
     up = subprocess.Popen([sys.executable, "-m", "streams.cli", "up", "--metrics-port", str(port)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
@@ -97,7 +99,8 @@ def test_two_workers_sharing_the_partitions_end_with_the_alerts_of_one(city, cli
     in_order, _, final, accepted = city
     url = f"clickhouse://default@127.0.0.1:{clickhouse_server.tcp_port}/t_{uuid.uuid4().hex[:12]}"
     workers = [Worker(broker.url, url, tmp_path / f"w{n}" / "worker.log",
-                      extra_env={"ENTWATCH_UTILITY_LATENESS_DAYS": str(LATENESS_DAYS)}) for n in range(2)]
+                      extra_env={"ENTWATCH_UTILITY_LATENESS_DAYS": str(LATENESS_DAYS),
+                                 "ENTWATCH_COHORT_IDLE_SECONDS": str(IDLE_SECONDS)}) for n in range(2)]
     try:
         for w in workers:
             w.log.parent.mkdir()
