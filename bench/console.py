@@ -140,6 +140,7 @@ def main() -> None:
             "supervision list, rule and severity": f"/supervision?rule={RULES[0]}&severity=critical",
             "alert inbox (200 newest open)": "/inbox",
             "alert inbox rows (the refresh)": "/inbox/rows",
+            "alert inbox, one town and one rule": f"/inbox?town={TOWNS[0]}&rule={RULES[0]}",
             "enterprise page": [f"/enterprise/{rng.choice(codes[:args.metered])}" for _ in range(n + 1)],
             "case page": [f"/cases/{rng.choice(open_alerts)}" for _ in range(n + 1)],
         }

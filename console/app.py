@@ -389,10 +389,15 @@ def newest_open(read, filters: dict, limit: int = INBOX_LIMIT) -> list[dict]:
     Exact: an open alert detected within a span is in that span's answer."""
     span = read("console_alert_span")
     if span and int(span[0]["rows"]):
-        for since in inbox_spans(_utc(span[0]["newest"]), _utc(span[0]["oldest"])):
+        newest, wanted = _utc(span[0]["newest"]), 0.0
+        for since in inbox_spans(newest, _utc(span[0]["oldest"])):
+            days = (newest - since).days
+            if days < wanted:  # too short for the page at the rate the last span found
+                continue
             alerts = read("console_inbox", since=since, limit=limit, **filters)
             if len(alerts) >= limit:
                 return alerts
+            wanted = days * limit / max(len(alerts), 1)
     return read("console_inbox", limit=limit, **filters)
 
 

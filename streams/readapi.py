@@ -89,6 +89,11 @@ _ALERT_COLUMNS = ("alert_id, uscc, enterprise_name, industry, town, rule, severi
                   "toString(window_start) AS window_start, toString(window_end) AS window_end, "
                   "toString(detected_at) AS detected_at, score, observed, expected, evidence, "
                   "explanation_zh, explanation_en, revision")
+# What the inbox shows of an alert (not its evidence nor its numbers: the case page has them),
+# so that the months it reads are read narrow.
+_INBOX_COLUMNS = ("alert_id, uscc, enterprise_name, industry, town, rule, severity, status, "
+                  "toString(window_start) AS window_start, toString(window_end) AS window_end, "
+                  "toString(detected_at) AS detected_at, explanation_zh, explanation_en, revision")
 _SEVERITY_RANK = f"[{', '.join(repr(s) for s in SEVERITIES)}]"
 _MONTHLY_COLUMNS = {"tax": "declared_sales_cny, tax_paid_cny", "social": "insured_headcount, contributions_cny"}
 _RANGE = {"first_uscc": "uscc >= {first_uscc:String}", "last_uscc": "uscc <= {last_uscc:String}"}
@@ -174,10 +179,11 @@ QUERIES: dict[str, NamedQuery] = {
                              f"= 'open' AND indexOf({_SEVERITY_RANK}, argMax(severity, revision)) >= "
                              f"indexOf({_SEVERITY_RANK}, {{severity:String}}))"}),
     "console_inbox": NamedQuery(
-        "The console's alert inbox: open alerts newest first, by town, industry, rule, severity (or higher); "
+        "The console's alert inbox: open alerts newest first (without evidence), by town, industry, rule, "
+        "severity (or higher); "
         "since: detected at or after (alerts are partitioned by the month of detection: only those months are "
         "read).",
-        f"SELECT {_ALERT_COLUMNS} FROM (SELECT * FROM alerts FINAL {{where}}) "
+        f"SELECT {_INBOX_COLUMNS} FROM (SELECT * FROM alerts FINAL {{where}}) "
         "ORDER BY detected_at DESC, alert_id LIMIT {limit:UInt32}",
         {"status": Choice(("open",)), "town": Text(64), "industry": Text(64), "rule": Choice(RULES),
          "severity": Choice(SEVERITIES), "since": Instant(), "limit": Count(1, 10_000)},
