@@ -94,7 +94,7 @@ def apply_schema(storage: Storage) -> None:
     for statement in statements[1:]:
         storage.execute(statement)
     copy_back_rekeyed(storage, sorting_keys(storage))
-    if before is not None and "risk_history" not in before:  # scores stored before the history was kept
+    if "risk_history" not in before and "risk" in before:  # scores stored before the history was kept
         columns = ", ".join(TABLES["risk_history"])
         storage.execute(f"INSERT INTO {storage.database}.risk_history ({columns}) "
                         f"SELECT {columns} FROM {storage.database}.risk")
@@ -112,26 +112,23 @@ REKEYED = {"alerts": "uscc, alert_id"}
 ASIDE = "{table}_before_rekey"
 
 
-def sorting_keys(storage: Storage) -> dict[str, str] | None:
-    """The sorting key of each table of the storage's database, as ClickHouse writes it
-    (None for a storage that only takes statements: nothing there to rebuild)."""
-    if not hasattr(storage, "query"):
-        return None
+def sorting_keys(storage: Storage) -> dict[str, str]:
+    """The sorting key of each table of the storage's database, as ClickHouse writes it."""
     rows = storage.query(f"SELECT name, sorting_key FROM system.tables WHERE database = {literal(storage.database)}")
     return {r["name"]: r["sorting_key"] for r in rows}
 
 
 def sorting_key(storage: Storage, table: str) -> str | None:
     """The sorting key of ``table`` in the storage's database, or None when there is no such table."""
-    return (sorting_keys(storage) or {}).get(table)
+    return sorting_keys(storage).get(table)
 
 
-def set_aside_rekeyed(storage: Storage, keys: dict[str, str] | None) -> list[str]:
+def set_aside_rekeyed(storage: Storage, keys: dict[str, str]) -> list[str]:
     """Rename each ``REKEYED`` table whose key (in ``keys``) is not the current one; returns
     their names."""
     moved = []
     for table, key in REKEYED.items():
-        found, aside = (keys or {}).get(table), ASIDE.format(table=table)
+        found, aside = keys.get(table), ASIDE.format(table=table)
         if found is not None and found != key and aside not in keys:
             log.warning("storage: %s.%s is ordered by (%s); rebuilding it ordered by (%s)",
                         storage.database, table, found, key)
@@ -140,13 +137,13 @@ def set_aside_rekeyed(storage: Storage, keys: dict[str, str] | None) -> list[str
     return moved
 
 
-def copy_back_rekeyed(storage: Storage, keys: dict[str, str] | None) -> int:
+def copy_back_rekeyed(storage: Storage, keys: dict[str, str]) -> int:
     """Copy the rows of each set-aside table (in ``keys``) into its new table, then drop the
     old one; returns the rows copied."""
     copied = 0
     for table in REKEYED:
         aside = ASIDE.format(table=table)
-        if aside not in (keys or {}):
+        if aside not in keys:
             continue
         columns = ", ".join(TABLES[table])
         rows = int(storage.query(f"SELECT count() AS n FROM {storage.database}.{aside}")[0]["n"])

@@ -85,6 +85,9 @@ class _SchemaSink:
     def use_database(self):
         pass
 
+    def query(self, sql):
+        return []  # no tables yet
+
 
 def test_the_worker_consumer_fetch_wait_and_batch_size_come_from_the_settings(tmp_path):
     import asyncio
