@@ -9,7 +9,8 @@ The public pieces (see docs/DETECTION.md):
 - ``RiskScore`` (detectors.risk): risk 0–100 and the supervision list
 - ``EventClock`` (detectors.days): the event-time watermark that closes days
 - ``UnivariateDetector``, ``ThresholdFilter`` (detectors.univariate): for any series
-- ``PartitionDriver``, ``run_events`` (detectors.partition): the one detection driver
-  (records, clock, day-major closing) that the worker, the evaluation and the tests run
+- ``PartitionDriver`` (detectors.partition): the one detection driver (records, clock,
+  day-major closing) that the worker, the evaluation and the tests run; ``PartitionClock``
+  (detectors.clock); ``run_events`` (detectors.city): a city through it in one process
 - ``EnterpriseState`` (detectors.record): an enterprise's aggregates (daily totals, returns)
 """

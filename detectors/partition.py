@@ -26,7 +26,8 @@ interleaving of partitions, the number of partitions or workers, or a restart:
 
 When a partition closes a day, every enterprise of the partition is judged for that day
 before any is judged for the next (day-major): ``PartitionDriver`` below is the one driver
-that does it, for the worker, the evaluation and the tests.
+that does it, for the worker, the evaluation and the tests (``detectors.city.run_events`` runs a
+whole city through it in one process).
 A partition that carries no utility data follows the city's clock; without any utility
 data in the city, no day closes and other events are released unsynchronised once an
 enterprise holds ``MAX_PENDING`` of them.
@@ -36,17 +37,17 @@ from __future__ import annotations
 
 import io
 import pickle
-import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from detectors.alerts import AlertBook
-from detectors.citywide import CityCohorts, PartitionReport
+from detectors.citywide import CityCohorts
+from detectors.clock import PartitionClock
 from detectors.cohorts import CohortDelta, CohortWindow
-from detectors.days import DEFAULT_LATENESS, EventClock, closed_through
+from detectors.days import closed_through
 from detectors.enterprise import EnterpriseDetectors
 from detectors.findings import Finding
 from detectors.risk import RiskScore
@@ -73,65 +74,6 @@ def load_state(blob: bytes):
         return pickle.loads(blob)
     except ModuleNotFoundError:
         return _StateUnpickler(io.BytesIO(blob)).load()
-
-
-@dataclass
-class PartitionClock:
-    """A partition's event-time clock: moved by how far the meter readings have covered
-    time (its own, or the city's when it lags), held back by lagging kinds."""
-
-    clock: EventClock
-    seq: int = 0  # unused since the cohorts are city-wide (kept for records pickled before)
-    seen: dict[str, datetime] = field(default_factory=dict)   # kind -> largest event_time consumed
-    first: dict[str, datetime] = field(default_factory=dict)  # kind -> smallest event_time consumed
-    carry: CohortDelta | None = None  # contributions made between day closes (late events): go with the next day
-
-    def saw(self, kind: str, event_time: datetime, since: datetime | None = None) -> None:
-        """Note an event of ``kind``: the time up to which it tells (``event_time``), and
-        the earliest time it is about (``since``, the event time itself by default)."""
-        if kind not in self.seen or event_time > self.seen[kind]:
-            self.seen[kind] = event_time
-        since = event_time if since is None else since
-        if kind not in self.first or since < self.first[kind]:
-            self.first[kind] = since
-
-    def covered(self, first: date, last: date, recorded_at: datetime) -> None:
-        """Note a meter upload by the local days its readings cover: the utility watermark
-        follows the data (a backfill of last year's readings moves it to last year, not
-        to the day of the upload), never past the time the upload was recorded."""
-        tz = self.clock.tz
-        end = min(datetime.combine(last + timedelta(days=1), time(0), tz), recorded_at)
-        self.saw("utility", end, datetime.combine(first, time(0), tz))
-
-    def target(self, behind: set[str], city: datetime | None, idle_lag: timedelta | None,
-               final: bool = False) -> datetime | None:
-        """The time the clock may move to: its own readings' coverage, or the city's minus
-        ``idle_lag`` if that is further (None: never), all of the city's if ``final`` (the
-        input has ended), but not past the latest time seen of a kind that still has
-        unconsumed messages."""
-        target = self.seen.get("utility")
-        if city is not None and (final or idle_lag is not None):
-            follow = city if final else city - idle_lag
-            target = follow if target is None else max(target, follow)
-        for kind in behind:
-            if target is not None:
-                target = min(target, self.seen[kind]) if kind in self.seen else None
-        return target
-
-    def report(self, behind: set[str], settled: bool = True) -> PartitionReport:
-        """What this partition tells the city (``settled``: its input is known to be all
-        read, so that a partition without events is empty rather than not read yet).  Its
-        earliest event is not known while a kind it has not seen yet has unread messages
-        (that kind's first events may be earlier): the city does not start before."""
-        known = self.first and all(kind in self.seen for kind in behind)
-        return PartitionReport(min(self.first.values()) if known else None, self.seen.get("utility"),
-                               self.clock.closed_through, bool(self.first), settled and not behind)
-
-    def closed_at(self, day: date) -> datetime:
-        """The event time at which ``day`` closes: its end plus the allowed lateness (the
-        ``detected_at`` of what its close finds; a function of the day, not of batching)."""
-        end = datetime.combine(day + timedelta(days=1), time(0), self.clock.tz)
-        return end + self.clock.lateness
 
 
 @dataclass
@@ -276,7 +218,6 @@ class Judged:
     duplicates: int = 0
     # the driver's working state for the batch
     loader: Callable[[str], "Tracked | None"] = lambda uscc: None
-    born_closed: date | None = None
     index: int = -1               # the batch index of the partition's last event (its messages go with it)
     all_loaded: bool = False
     touched: dict = field(default_factory=lambda: defaultdict(dict))  # uscc -> {(utility, day): None}
@@ -305,7 +246,7 @@ class PartitionDriver:
 
     def judged(self, clock: PartitionClock, load: Callable[[str], Tracked | None]) -> Judged:
         """An empty ``Judged`` for one batch of this partition (its record cache)."""
-        return Judged(loader=load, born_closed=clock.clock.closed_through)
+        return Judged(loader=load)
 
     def run(self, clock: PartitionClock, items: list[tuple[int, object]], load: Callable[[str], Tracked | None],
             members: Callable[[], Iterable[str]], behind: set[str] = frozenset(), final: bool = False) -> Judged:
@@ -459,63 +400,3 @@ class PartitionDriver:
         if event.kind == "registry":
             return tr.state.apply_registry(event)
         return True
-
-
-def partition_of(uscc: str, partitions: int) -> int:
-    """The partition of an enterprise in ``run_events`` (CRC-32 of the USCC; the worker's
-    is the Kafka key's murmur2, which the detectors need not know)."""
-    return zlib.crc32(uscc.encode()) % partitions
-
-
-def run_events(events: Iterable, thresholds: Thresholds = DEFAULT, lateness: timedelta = DEFAULT_LATENESS,
-               tz: ZoneInfo = CITY_TZ, flush: bool = False, batch: int = 500,
-               partitions: int = 1) -> tuple[list[dict], dict[str, dict]]:
-    """Validated events (in arrival order) through ``PartitionDriver`` in batches of
-    ``batch``, spread over ``partitions`` partitions that share one ``CityCohorts`` (the
-    alerts are the same for any number).  At the end of the input every partition follows
-    the city's readings all the way; ``flush=True`` also closes the days the lateness would
-    still hold open.
-
-    Returns ``(alerts, risk)``: every alert message in publication order, and the latest
-    ``monitor.risk`` record per enterprise."""
-    city = CityCohorts(idle_lag=lateness, tz=tz, min_members=thresholds.cohort_min_members)
-    drivers = [PartitionDriver(thresholds, tz, city, p) for p in range(partitions)]
-    clocks = [PartitionClock(EventClock(lateness, tz)) for _ in range(partitions)]
-    records: list[dict[str, Tracked]] = [{} for _ in range(partitions)]
-    alerts: list[dict] = []
-    items = list(enumerate(events))
-    last_day = max((e.event_time for _, e in items), default=None)
-    for start in range(0, len(items), batch):
-        by_partition = defaultdict(list)
-        for index, event in items[start:start + batch]:
-            by_partition[partition_of(event.uscc, partitions)].append((index, event))
-        final = start + batch >= len(items)
-        through = last_day.astimezone(tz).date() - timedelta(days=1) if flush and final else None
-        alerts += [p.body for p in run_batch(drivers, clocks, records, by_partition, final=final, through=through)]
-    at = city.coverage()
-    risk = {uscc: tr.risk.to_record(at) for book in records for uscc, tr in book.items()} if at else {}
-    return alerts, dict(sorted(risk.items()))
-
-
-def run_batch(drivers: list[PartitionDriver], clocks: list[PartitionClock], records: list[dict[str, Tracked]],
-              by_partition: dict[int, list], final: bool = False, through: date | None = None) -> list[Published]:
-    """One batch over partitions that live in this process (``records`` per partition):
-    every partition folds its events and reports, then they close days in turn until none
-    can close another.  Returns the alert messages."""
-    judged = {}
-    for p, driver in enumerate(drivers):
-        judged[p] = out = driver.judged(clocks[p], records[p].get)
-        driver.fold(clocks[p], by_partition.get(p, []), out)
-        driver.report(clocks[p])
-    progress = True
-    while progress:
-        progress = False
-        for p, driver in enumerate(drivers):
-            while driver.close(clocks[p], records[p].keys, judged[p], final=final, through=through):
-                progress = True
-    alerts = []
-    for p, driver in enumerate(drivers):
-        driver.finish(clocks[p], judged[p])
-        records[p].update(judged[p].records)
-        alerts += judged[p].alerts
-    return sorted(alerts, key=lambda a: a.index)

@@ -7,9 +7,9 @@ from datetime import date, datetime, timedelta, timezone
 
 import orjson
 
+from detectors.city import run_events
 from detectors.citywide import CityCohorts, PartitionReport
 from detectors.cohorts import CohortDelta
-from detectors.partition import run_events
 from tests.unit.test_detectors_city import build_city
 
 CST = timezone(timedelta(hours=8))

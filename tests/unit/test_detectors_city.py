@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 
 from detectors.calendar import day_type
-from detectors.partition import run_events
+from detectors.city import run_events
 from streams.contracts import validate_event
 from streams.uscc import make_uscc
 

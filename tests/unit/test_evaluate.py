@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from detectors.findings import RULES
-from detectors.partition import run_events
+from detectors.city import run_events
 from producers.simulator import AnomalyRates, SimulationConfig, generate, write_files
 from streams.cli import main
 from streams.contracts import validate_event
