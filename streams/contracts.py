@@ -57,6 +57,8 @@ UTILITY_UNITS = {"electricity": "kWh", "water": "m3", "gas": "m3"}
 EARLIEST = datetime(1970, 1, 2, tzinfo=timezone.utc)
 LATEST = datetime(2105, 12, 31, tzinfo=timezone.utc)  # exclusive
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2105, 12, 31)
+# established_on is stored as text (older enterprises exist); earlier than this is a typo.
+EARLIEST_ESTABLISHED = date(1800, 1, 1)
 MAX_HEADCOUNT = 2**32 - 1  # UInt32
 MAX_AMOUNT = 1e15  # yuan, kWh or m3: any one amount (a Float64 far from overflow when summed)
 _TIME_RANGE = "from 1970-01-02T00:00:00Z to before 2105-12-31T00:00:00Z"
@@ -77,9 +79,9 @@ def _require_date_text(value: Any) -> Any:
     return value
 
 
-def _storable_day(value: date) -> date:
-    if not FIRST_DAY <= value <= LAST_DAY:
-        raise ValueError("outside what storage holds: from 1970-01-01 to 2105-12-31")
+def _plausible_establishment(value: date) -> date:
+    if not EARLIEST_ESTABLISHED <= value <= LAST_DAY:
+        raise ValueError(f"outside {EARLIEST_ESTABLISHED} to {LAST_DAY}")
     return value
 
 
@@ -91,7 +93,7 @@ def _storable_period(value: str) -> str:
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_str)]
-Day = Annotated[date, BeforeValidator(_require_date_text), AfterValidator(_storable_day)]
+EstablishedOn = Annotated[date, BeforeValidator(_require_date_text), AfterValidator(_plausible_establishment)]
 Text64 = Annotated[str, Field(min_length=1, max_length=64)]
 Money = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)]
 Period = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$"), AfterValidator(_storable_period)]
@@ -138,7 +140,7 @@ class Registry(_Event):
     industry: Annotated[str, Field(pattern=r"^[A-T](\d{2})?$")]
     town: Annotated[str, Field(min_length=1, max_length=64)]
     registered_capital_cny: Money
-    established_on: Day
+    established_on: EstablishedOn
     status: Literal["active", "suspended", "deregistered", "revoked"]
     key_enterprise: StrictBool = False
 

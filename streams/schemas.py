@@ -58,7 +58,7 @@ INPUT_FIELDS: dict[str, dict] = {  # field -> description, examples, x-unit; "ki
     "town": {"description": "Town or subdistrict (镇街) where the enterprise is registered.", "examples": ["虎门镇"]},
     "registered_capital_cny": {"description": "Registered capital in yuan (CNY), 0 to 1e15.", "x-unit": "CNY",
                                "examples": [5000000.0]},
-    "established_on": {"description": "Date of establishment, YYYY-MM-DD, from 1970-01-01 to 2105-12-31.", "examples": ["2015-06-01"]},
+    "established_on": {"description": "Date of establishment, YYYY-MM-DD, from 1800-01-01 to 2105-12-31.", "examples": ["2015-06-01"]},
     "status": {"description": "Registration status; only active enterprises can be dormant_entity alerts."},
     "key_enterprise": {"description": "A key enterprise of the city (重点企业); false when absent."},
     "utility": {"description": "What the meter measures: electricity in kWh, water or gas in m3."},

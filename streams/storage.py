@@ -47,6 +47,11 @@ TABLES: dict[str, tuple[str, ...]] = {
 
 
 DATETIME_COLUMNS = frozenset({"event_time", "received_at", "detected_at", "updated_at"})
+DATE_TEXT_COLUMNS = frozenset({"established_on"})  # dates kept as YYYY-MM-DD text (schema.sql)
+# Columns whose type changed since a data directory may have been created: (table, column)
+# -> the type they have now.  ``apply_schema`` alters an older column in place (ClickHouse
+# converts the values: a Date becomes its YYYY-MM-DD text).
+RETYPED = {("enterprises", "established_on"): "String"}
 
 
 class StorageError(Exception):
@@ -94,6 +99,7 @@ def apply_schema(storage: Storage) -> None:
     for statement in statements[1:]:
         storage.execute(statement)
     copy_back_rekeyed(storage, sorting_keys(storage))
+    retype(storage)
     if "risk_history" not in before and "risk" in before:  # scores stored before the history was kept
         columns = ", ".join(TABLES["risk_history"])
         storage.execute(f"INSERT INTO {storage.database}.risk_history ({columns}) "
@@ -155,6 +161,22 @@ def copy_back_rekeyed(storage: Storage, keys: dict[str, str]) -> int:
     return copied
 
 
+def retype(storage: Storage) -> list[str]:
+    """Alter each ``RETYPED`` column that still has an older type; returns the columns altered."""
+    tables = ", ".join(literal(t) for t in sorted({t for t, _ in RETYPED}))
+    found = {(r["table"], r["name"]): r["type"] for r in storage.query(
+        f"SELECT table, name, type FROM system.columns WHERE database = {literal(storage.database)} "
+        f"AND table IN ({tables})")}
+    altered = []
+    for (table, column), wanted in RETYPED.items():
+        if found.get((table, column), wanted) != wanted:
+            log.warning("storage: %s.%s.%s is %s; altering it to %s", storage.database, table, column,
+                        found[(table, column)], wanted)
+            storage.execute(f"ALTER TABLE {storage.database}.{table} MODIFY COLUMN {column} {wanted}")
+            altered.append(f"{table}.{column}")
+    return altered
+
+
 def _plain(value: Any) -> Any:
     """A value as ClickHouse's text formats expect it (UTC ``YYYY-MM-DD hh:mm:ss``)."""
     if isinstance(value, datetime):
@@ -204,11 +226,14 @@ class ServerStorage:
         columns = TABLES[table]
         data = list(map(itemgetter(*columns), rows))
         stamps = [i for i, c in enumerate(columns) if c in DATETIME_COLUMNS]
-        if stamps:  # clickhouse-driver writes naive datetimes as they are: make them UTC wall time
+        texts = [i for i, c in enumerate(columns) if c in DATE_TEXT_COLUMNS]
+        if stamps or texts:  # clickhouse-driver writes naive datetimes as they are: make them UTC wall time
             data = [list(row) for row in data]
             for row in data:
                 for i in stamps:
                     row[i] = _utc_naive(row[i])
+                for i in texts:
+                    row[i] = row[i].isoformat() if isinstance(row[i], date) else row[i]
         self._client.execute(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES", data)
 
     def query(self, sql: str) -> list[dict[str, Any]]:

@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS {db}.enterprises (
     industry String /*lc*/,
     town String /*lc*/,
     registered_capital_cny Float64,
-    established_on Date,
+    established_on String,  -- YYYY-MM-DD: a Date on 18.16 starts at 1970, older enterprises exist
     status String /*lc*/,
     key_enterprise UInt8,
     event_time DateTime('UTC')

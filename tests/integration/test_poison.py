@@ -83,7 +83,7 @@ POISON = [  # (topic kind, key, body, reason)
      "invalid_insured_headcount"),
     ("tax", USCC, event("tax", "tax-1900", "1900-01-01T09:00:00+08:00", **TAX), "invalid_event_time"),
     ("registry", USCC, event("registry", "reg-1900", "2024-02-28T09:00:00+08:00",
-                             **{**REGISTRY, "established_on": "1900-01-01"}), "invalid_established_on"),
+                             **{**REGISTRY, "established_on": "1799-12-31"}), "invalid_established_on"),
     ("utility", USCC, upload("el-1969", 1, readings=[{"start": "1969-12-31T00:00:00Z", "end": "1970-01-01T00:00:00Z",
                                                       "amount": 1.0}]), "invalid_readings"),
     ("complaint", USCC, event(PHONE, "cmp-kind", "2024-03-02T09:00:00+08:00", complaint_id="c-k", text="x",

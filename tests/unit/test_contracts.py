@@ -235,7 +235,7 @@ OUT_OF_RANGE = [
     ("reading-end-2106", event("utility", readings=[reading(start="2105-12-30T00:00:00Z",
                                                             end="2106-01-01T00:00:00Z")]), "invalid_readings"),
     ("reading-amount-over-1e15", event("utility", readings=[reading(amount=1.5e15)]), "invalid_readings"),
-    ("established-1969", event("registry", established_on="1969-12-31"), "invalid_established_on"),
+    ("established-1799", event("registry", established_on="1799-12-31"), "invalid_established_on"),
     ("established-2106", event("registry", established_on="2106-01-01"), "invalid_established_on"),
     ("established-year-1", event("registry", established_on="0001-01-01"), "invalid_established_on"),
     ("established-a-number", event("registry", established_on=0), "invalid_established_on"),
@@ -261,6 +261,8 @@ AT_THE_LIMITS = [
                                                            end="2105-12-31T00:00:00Z")])),
     ("reading-amount-1e15", event("utility", readings=[reading(amount=1e15)])),
     ("established-1970-01-01", event("registry", established_on="1970-01-01")),
+    ("established-1958-03-01", event("registry", established_on="1958-03-01")),  # older than a 18.16 Date
+    ("established-1800-01-01", event("registry", established_on="1800-01-01")),
     ("established-2105-12-31", event("registry", established_on="2105-12-31")),
     ("period-1970-01", event("tax", period="1970-01")),
     ("period-2105-12", event("social", period="2105-12")),
