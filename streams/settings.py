@@ -72,8 +72,8 @@ class Settings(BaseSettings):
         "is judged late (docs/STREAMING.md, peer cohorts)")
     rebalance_timeout: float = Field(6.0, gt=0, description="consumer group rebalance timeout, seconds")
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
-    commit_interval: float = Field(1.0, gt=0, description="seconds between commits of processed offsets: a "
-                                   "killed worker's work since the last one is done again")
+    commit_interval: float = Field(1.0, gt=0, description="seconds between Faust's timer commits, a "
+                                   "backstop: each batch is committed as soon as it is done (streams/seam.py)")
     log_level: str = "WARNING"
     stall_seconds: float = Field(30.0, gt=0, description="/ready answers 503 when the sink has stored nothing for "
                                  "this long while it has rows to store, or a batch is older (streams.health)")
