@@ -298,11 +298,13 @@ class _Span:
 def detect_pipeline(raws: Iterable[bytes], span: _Span, partitions: int = 4) -> list[dict]:
     """Run JSON messages (delivery order) through the worker's own processor
     (``streams.pipeline.replay_in_process``: per-partition clocks and cohorts, as
-    ``entwatch worker`` with ``partitions`` partitions); returns the alert messages."""
+    ``entwatch worker`` with ``partitions`` partitions); returns the alert messages.  The
+    input is a whole file: at its end every day before the latest event's is closed, so a
+    return filed after the last meter upload is judged too (``flush``)."""
     from streams.pipeline import replay_in_process
 
     alerts: list[dict] = []
-    for result in replay_in_process(raws, partitions):
+    for result in replay_in_process(raws, partitions, flush=True):
         span.rejected += len(result.deadletters)
         for row in result.rows.get("events", ()):  # the accepted events
             span.see(_Seen(row["uscc"], row["event_time"]))

@@ -164,7 +164,7 @@ class BatchProcessor:
     def process(self, messages: Iterable[Message], states: StateView,
                 behind: Callable[[int], Iterable[str]] = lambda partition: (),
                 owned: Iterable[int] | None = None, final: Callable[[int], bool] | bool = False,
-                settled: Callable[[int], bool] = lambda partition: True) -> BatchResult:
+                settled: Callable[[int], bool] = lambda partition: True, through: date | None = None) -> BatchResult:
         """Process ``messages`` in order against the stored ``states``.
 
         ``behind(partition)`` names the input kinds whose topic still has unconsumed
@@ -176,7 +176,8 @@ class BatchProcessor:
         partition's input has ended (or has been idle): it follows the city's readings all
         the way.  ``settled(partition)``: its input is known to be all read when ``behind``
         names nothing (in a worker: idle for a while), so that a partition without events
-        so far is empty and the city need not wait for it."""
+        so far is empty and the city need not wait for it.  ``through`` (with ``final``):
+        also close every day up to that one, whatever the readings cover (the end of a file)."""
         result = BatchResult()
         by_partition: dict[int, list[tuple[int, contracts.Event]]] = defaultdict(list)
         for index, message in enumerate(messages):
@@ -196,7 +197,7 @@ class BatchProcessor:
             self._add_rows(event, result.rows)
         parts = set(by_partition) | set(self.drivers if owned is None else owned)
         is_final = final if callable(final) else (lambda partition: final)
-        self._judge(sorted(parts), by_partition, states, behind, is_final, settled, result)
+        self._judge(sorted(parts), by_partition, states, behind, is_final, settled, result, through)
         if result.alerts:
             result.rows["alerts"] = [alert_row(p) for p in result.alerts]
         if result.risk:
@@ -204,7 +205,7 @@ class BatchProcessor:
         return result
 
     def _judge(self, parts: list[int], by_partition, states: StateView, behind, final, settled,
-               result: BatchResult) -> None:
+               result: BatchResult, through: date | None = None) -> None:
         """Every partition folds its events and reports to the city; then they close days
         in turn (each at most one day past the slowest) until none can close another; the
         records, clocks and daily totals they changed become state and rows."""
@@ -231,7 +232,7 @@ class BatchProcessor:
             progress = False
             for partition, (driver, clock, out, lag, _) in work.items():
                 while driver.close(clock, lambda partition=partition: states.members(partition), out, lag,
-                                   final(partition)):
+                                   final(partition), through):
                     progress = True
                     closed.add(partition)
         for partition, (driver, clock, judged, _, had_events) in work.items():
@@ -300,16 +301,22 @@ def _monthly_row(event) -> dict:
     return row
 
 
+FLUSH_PAST_READINGS = timedelta(days=62)  # how far past the meter readings a file's end closes days
+
+
 def replay_in_process(raws: Iterable[bytes], partitions: int = 4, batch: int = 2000,
                       topic_prefix: str = "", lateness: timedelta = DEFAULT_LATENESS,
-                      final: bool = True) -> Iterable[BatchResult]:
+                      final: bool = True, flush: bool = False) -> Iterable[BatchResult]:
     """Run JSON messages (in delivery order) through the worker's processor in this process,
     keyed and partitioned as ``entwatch replay`` sends them (murmur2 of the USCC), consumed
     as produced; yields each batch's result.  What the evaluation and the tests use to see
     the alerts the worker raises, without a broker.  ``final``: at the end of the input,
     every partition follows the city's readings all the way (what a worker does once its
     input has been idle for ``ENTWATCH_COHORT_IDLE_SECONDS``), so that the alerts are the
-    same for any number of partitions; the last batch's result carries it."""
+    same for any number of partitions; the last batch's result carries it.  ``flush``: the
+    input is a whole file; at its end every day before the latest event's is closed too,
+    even past the meter readings (a return filed after the last upload is judged), but at
+    most ``FLUSH_PAST_READINGS`` past them."""
     from kafka.partitioner.default import murmur2
 
     kinds = contracts.KINDS
@@ -317,6 +324,7 @@ def replay_in_process(raws: Iterable[bytes], partitions: int = 4, batch: int = 2
     processor, states = BatchProcessor(kind_by_topic, lateness=lateness), DictStates()
     offsets: dict[tuple[str, int], int] = defaultdict(lambda: -1)
     pending: list[Message] = []
+    latest: datetime | None = None  # the latest event_time of an accepted event
     for raw in raws:
         try:
             obj = orjson.loads(raw)
@@ -331,12 +339,29 @@ def replay_in_process(raws: Iterable[bytes], partitions: int = 4, batch: int = 2
         if len(pending) >= batch:
             result = processor.process(pending, states, owned=range(partitions))
             states.update(result)
+            latest = _latest(latest, result)
             yield result
             pending = []
     if pending or final:
         result = processor.process(pending, states, owned=range(partitions), final=final)
         states.update(result)
+        latest = _latest(latest, result)
         yield result
+    covered = processor.cohorts.coverage()
+    if flush and final and latest is not None and covered is not None:
+        # returns are filed up to ~45 days after their month: a bogus far-future event time
+        # must not make the end of a file close years of empty days
+        through = min(latest.astimezone(processor.tz).date() - timedelta(days=1),
+                      covered.astimezone(processor.tz).date() + FLUSH_PAST_READINGS)
+        result = processor.process([], states, owned=range(partitions), final=True, through=through)
+        states.update(result)
+        yield result
+
+
+def _latest(latest: datetime | None, result: BatchResult) -> datetime | None:
+    """The latest event time of ``latest`` and the events ``result`` accepted."""
+    times = [row["event_time"] for row in result.rows.get("events", ())]
+    return max([latest, *times] if latest is not None else times, default=None)
 
 
 def alert_row(p: Published) -> dict:
