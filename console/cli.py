@@ -36,6 +36,9 @@ class ConsoleSettings(BaseSettings):
     relay: bool = Field(True, description="publish case events on monitor.cases")
 
     def store_url(self, data_dir) -> str:
+        if "change-me" in self.db_url:  # .env.example's password must never reach a deployment
+            raise UserError("ENTWATCH_CONSOLE_DB_URL: its password is still the example value from "
+                            ".env.example (change-me…); set a real CONSOLE_DB_PASSWORD")
         if self.db_url:
             return self.db_url
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).parents[2]
@@ -132,7 +133,7 @@ def test_the_init_job_sees_every_secret_so_it_can_refuse_example_values():
 def test_every_secret_in_the_env_example_is_a_value_init_refuses():
     secrets = {k: v for k, v in (line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
                                  if "=" in line and not line.startswith("#")) if k.endswith(("PASSWORD", "TOKEN"))}
-    assert len(secrets) == 5 and all(v.startswith("change-me") for v in secrets.values()), secrets
+    assert len(secrets) == 6 and all(v.startswith("change-me") for v in secrets.values()), secrets
 
 
 def test_the_kafka_listener_documents_sasl_ssl_with_acls():
@@ -167,3 +168,26 @@ def test_the_console_reads_as_the_read_only_user_keeps_cases_on_a_volume_and_lis
     assert any(v.split(":")[0] in COMPOSE["volumes"] and v.split(":")[1] == env["ENTWATCH_DATA_DIR"]
                for v in console["volumes"])
     assert all(p.startswith("127.0.0.1:") for p in console["ports"])
+
+
+def test_the_console_keeps_its_cases_in_the_postgres_service_with_a_password_from_the_environment():
+    console, postgres = SERVICES["console"], SERVICES["postgres"]
+    url = console["environment"]["ENTWATCH_CONSOLE_DB_URL"]
+    assert url.startswith("postgresql+psycopg://entwatch_console:${CONSOLE_DB_PASSWORD")
+    assert url.endswith("@postgres:5432/entwatch_console")
+    assert postgres["environment"]["POSTGRES_PASSWORD"].startswith("${CONSOLE_DB_PASSWORD")
+    assert console["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert "ports" not in postgres  # the compose network only
+    assert any(v.split(":")[0] in COMPOSE["volumes"] and v.split(":")[1] == "/var/lib/postgresql/data"
+               for v in postgres["volumes"])
+
+
+def test_the_console_refuses_the_example_database_password(tmp_path):
+    from console.cli import ConsoleSettings
+    from streams.errors import UserError
+
+    example = "postgresql+psycopg://entwatch_console:change-me-console-db@postgres:5432/entwatch_console"
+    with pytest.raises(UserError, match="CONSOLE_DB_PASSWORD"):
+        ConsoleSettings(db_url=example).store_url(tmp_path)
+    assert ConsoleSettings(db_url=example.replace("change-me-console-db", "s3cret")).store_url(tmp_path).endswith(
+        "@postgres:5432/entwatch_console")
