@@ -69,10 +69,15 @@ def cmd_worker(args) -> int:
         raise UserError(f"cannot reach storage at {settings.effective_storage_url().split('@')[-1]} "
                         f"({str(exc).splitlines()[0][:200]}): start ClickHouse or set ENTWATCH_STORAGE_URL") from None
 
+    import faulthandler
+
     import faust
 
     from streams.app import create_app
 
+    # a crash or SIGABRT writes every thread's stack to the log: what a worker that does not exit
+    # is doing (tests send SIGABRT to one that outlived SIGTERM by 30 s; Faust takes SIGUSR1/2)
+    faulthandler.enable(all_threads=True)
     app = create_app(settings, storage)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

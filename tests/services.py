@@ -73,6 +73,8 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 15) -> None:
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGABRT)  # an entwatch worker writes its threads' stacks to its log
+        time.sleep(1)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
