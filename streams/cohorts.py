@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from detectors.citywide import CityCohorts
-from streams.offsets import fetched_ends
+from streams.offsets import read_to_end
 from streams.settings import Settings
 
 log = logging.getLogger("entwatch.cohorts")
@@ -70,13 +70,7 @@ class CohortFeed:
         if not partitions:
             raise RuntimeError(f"{self.topic}: no such topic (entwatch worker creates it at start)")
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        listed = await consumer.end_offsets(tps)
-        ends = await fetched_ends(self.settings.bootstrap_servers(), {(tp.topic, tp.partition): listed[tp] for tp in tps},
-                                  security=security)  # Tansu's ListOffsets can be short: the fetch's figure
-        while [tp for tp in tps if await consumer.position(tp) < ends[(tp.topic, tp.partition)]]:
-            self._take(await consumer.getmany(timeout_ms=500))
+        await read_to_end(consumer, tps, self.settings.bootstrap_servers(), self._take, security)
         log.info("%s read to its end: %d messages, the city folded through %s", self.topic, self.received,
                  self.city.folded)
         self.ready.set()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -47,3 +47,16 @@ async def fetched_ends(bootstrap: str, ends: Mapping, timeout: float = 5.0, secu
     finally:
         await consumer.stop()
     return out
+
+
+async def read_to_end(consumer: AIOKafkaConsumer, tps: list, bootstrap: str, take: Callable[[dict], object],
+                      security: dict | None = None) -> dict:
+    """Read ``tps`` (assigned to ``consumer``, no group) from their beginning until each
+    position reaches its end by fetch (``fetched_ends``), handing each ``getmany`` result to
+    ``take``; returns the ends ({tp: offset}).  A record written meanwhile may come too."""
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    ends = await fetched_ends(bootstrap, await consumer.end_offsets(tps), security=security)
+    while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+        take(await consumer.getmany(timeout_ms=500))
+    return ends

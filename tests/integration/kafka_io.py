@@ -41,11 +41,12 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60) -
 
 def read_to_end(bootstrap: str, topic: str) -> list:
     """Every record of ``topic`` up to its end now.  The end is the fetch high watermark
-    (``streams.offsets.fetched_ends``): Tansu's ListOffsets answer can be short by all but
-    one record of the last record batch, and a test reading to it missed a dead letter."""
+    (``streams.offsets.read_to_end``, as the worker reads monitor.cohorts): Tansu's ListOffsets
+    answer can be short by all but one record of the last record batch, and a test reading to
+    it missed a dead letter."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streams.offsets import fetched_ends
+    from streams.offsets import read_to_end as read
 
     async def run():
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
@@ -55,14 +56,10 @@ def read_to_end(bootstrap: str, topic: str) -> list:
             if not parts:
                 await consumer.force_metadata_update()
                 parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            ends = await fetched_ends(bootstrap, await consumer.end_offsets(parts))
-            records = []
-            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-                for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                    records.extend(r for r in batch if r.offset < ends[TopicPartition(r.topic, r.partition)])
-            return records
+            fetched = []
+            ends = await read(consumer, parts, bootstrap, lambda batches: fetched.extend(
+                r for batch in batches.values() for r in batch))
+            return [r for r in fetched if r.offset < ends[TopicPartition(r.topic, r.partition)]]
         finally:
             await consumer.stop()
 
