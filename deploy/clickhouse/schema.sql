@@ -136,15 +136,9 @@ ORDER BY uscc;
 -- Every risk score the worker stored, kept: the enterprise page's risk over time (the risk table
 -- above keeps only the latest per enterprise).  ClickHouse fills it from each insert into risk
 -- (the materialized view below); rows stored before the view existed are copied in once by
--- streams.storage.apply_schema.
-CREATE TABLE IF NOT EXISTS {db}.risk_history (
-    uscc String,
-    score Float64,
-    level String /*lc*/,
-    rules Array(String),
-    updated_at DateTime('UTC'),
-    revision UInt64
-) ENGINE = ReplacingMergeTree(revision)
+-- streams.storage.apply_schema.  Its columns are risk's (AS): one list to keep.
+CREATE TABLE IF NOT EXISTS {db}.risk_history AS {db}.risk
+ENGINE = ReplacingMergeTree(revision)
 ORDER BY (uscc, updated_at);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.risk_history_feed TO {db}.risk_history AS

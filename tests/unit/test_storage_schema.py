@@ -50,7 +50,9 @@ def test_every_table_has_a_create_statement(version):
 
 @pytest.mark.parametrize("table", sorted(TABLES))
 def test_the_ddl_columns_match_the_tables_the_code_writes(table):
-    assert columns(tables((18, 16, 1))[table]) == TABLES[table]
+    ddl = tables((18, 16, 1))
+    like = re.match(r"CREATE TABLE IF NOT EXISTS ew\.\w+ AS ew\.(\w+)", ddl[table])  # the columns of another
+    assert columns(ddl[like.group(1) if like else table]) == TABLES[table]
 
 
 @pytest.mark.parametrize("url", ["postgres://x@h/db", "/var/lib/entwatch", "http://127.0.0.1:8123"])
