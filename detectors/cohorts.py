@@ -89,7 +89,7 @@ class CohortView:
 class Cohorts:
     """Latest value per member for any metric, per cohort, with bounded memory."""
 
-    def __init__(self, max_members: int = 128, min_members: int = 20, day_memory: int = 14):
+    def __init__(self, max_members: int = 128, min_members: int = 20, day_memory: int = 45):
         self.max_members = max_members
         self.min_members = min_members
         self.day_memory = day_memory

@@ -187,15 +187,23 @@ class EnterpriseDetectors:
             out += self._complaint_burst(max(day, max(self.complaints, default=day)), cohorts)
         return out + self._dormant(day)
 
-    def close_through(self, day: date, daily: Mapping, cohorts: Cohorts | None = None) -> list[Finding]:
+    def close_through(self, day: date, daily: Mapping, cohorts: Cohorts | None = None,
+                      reach: Mapping[str, date] | None = None) -> list[Finding]:
         """Close every day up to ``day``: feed ``on_day`` for each utility's days not yet
         closed (from its first day with data), then ``on_watermark(day)``.
 
         ``daily`` maps ``(utility, day)`` to the day's total: a number or anything with an
         ``amount`` (``detectors.record.EnterpriseState.days``).  Call it for every
         enterprise with the same ``day``, one day at a time (day-major), so peers' days are
-        complete before they are compared."""
+        complete before they are compared.
+
+        ``reach`` (per utility, the last day the enterprise's own readings reach so far;
+        ``EnterpriseState.reach``): a utility's days past its reach wait for its readings,
+        a meter that uploads monthly included, and are closed as days without data only
+        ``Thresholds.meter_wait_days`` after they ended.  Without it every day up to
+        ``day`` is closed now."""
         cohorts = cohorts if cohorts is not None else Cohorts()
+        given_up = day - timedelta(days=self.t.meter_wait_days)
         out: list[Finding] = []
         first_days = getattr(daily, "first_days", None)  # a DayBook knows them without a scan
         if first_days is not None:
@@ -208,7 +216,8 @@ class EnterpriseDetectors:
         for utility in sorted(set(firsts) | set(self.series), key=_utility_rank):
             series = self.series.get(utility)
             cursor = series.last_day + timedelta(days=1) if series and series.last_day else firsts.get(utility)
-            while cursor is not None and cursor <= day:
+            last = day if reach is None else min(day, max(reach.get(utility, date.min), given_up))
+            while cursor is not None and cursor <= last:
                 total = daily.get((utility, cursor))
                 amount = None if total is None else float(getattr(total, "amount", total))
                 out += self.on_day(utility, cursor, amount, cohorts)

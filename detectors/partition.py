@@ -335,8 +335,9 @@ class PartitionDriver:
             tr = cache[uscc]
             if not tr.judged_on(day):
                 continue  # nothing of its data is about this day yet
-            findings = tr.detectors.close_through(day, tr.state.days, window)
-            tr.state.judged_through = day
+            # a meter's days wait for its own readings recorded by the close (a monthly upload)
+            findings = tr.detectors.close_through(day, tr.state.days, window, tr.state.reach(at))
+            tr.state.judged_through = min([day, *(s.last_day for s in tr.detectors.series.values() if s.last_day)])
             tr.publish(findings, at, index, out.alerts, out.risk)
         out.last.update(dict.fromkeys(cache, index))
         out.open_alerts = Counter(rule for tr in cache.values() for rule in tr.open_rules())

@@ -179,6 +179,16 @@ class EnterpriseState:
     # The last day the detectors have judged (set by the worker); days after it are kept
     # whatever their age, so a clock held back by a lagging topic loses nothing.
     judged_through: date | None = None
+    # How far the enterprise's own meter readings reach, per utility, by when they were
+    # recorded: [[recorded at (epoch s), last whole local day (ordinal)], ...], both
+    # ascending (an upload recorded later that reaches no further adds nothing);
+    # ``reach(at)`` merges the entries recorded by ``at`` into the first.
+    reaches: dict[str, list] = field(default_factory=dict)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "reaches" not in state:  # pickled before the reach was kept: its days are all in
+            self.reaches = {u: [[0.0, base + len(amounts) - 1]] for u, (base, amounts, *_) in self.days.runs.items()}
 
     def apply_utility(self, event, tz: ZoneInfo = CITY_TZ) -> tuple[list[tuple[str, date]], int]:
         """Fold a utility event in; returns the (utility, day) keys it touched and how many
@@ -218,11 +228,40 @@ class EnterpriseState:
                 touched[ordinal] = None
         if touched:
             latest = max(touched)
+            whole = _local_day(event.readings[-1].end, tz).toordinal() - 1  # the last day it ends
+            _reached(self.reaches.setdefault(utility, []), event.event_time.timestamp(), whole)
             self.seen.append(digest)
             self.seen_day.append(latest)
             if self.newest_day is None or latest > self.newest_day.toordinal():
                 self.newest_day = date.fromordinal(latest)
         return [(utility, date.fromordinal(o)) for o in touched], too_late
+
+    def reach(self, at: datetime) -> dict[str, date]:
+        """Per utility, the last whole local day that the readings recorded by ``at`` reach
+        (an upload recorded later does not count yet, whenever it was folded in).
+
+        >>> from types import SimpleNamespace as NS
+        >>> from datetime import timezone
+        >>> def upload(event_id, first, days, recorded):
+        ...     start = datetime(2024, 4, first, tzinfo=CITY_TZ)
+        ...     return NS(kind="utility", event_id=event_id, utility="electricity", event_time=recorded,
+        ...               readings=[NS(start=start + k * _DAY, end=start + (k + 1) * _DAY, amount=1.0,
+        ...                            estimated=False, start_ts=None, end_ts=None) for k in range(days)])
+        >>> state = EnterpriseState()
+        >>> _ = state.apply_utility(upload("march", 1, 7, datetime(2024, 4, 8, 1, tzinfo=CITY_TZ)))
+        >>> _ = state.apply_utility(upload("april", 8, 23, datetime(2024, 5, 5, tzinfo=CITY_TZ)))
+        >>> state.reach(datetime(2024, 4, 20, tzinfo=CITY_TZ))
+        {'electricity': datetime.date(2024, 4, 7)}
+        >>> state.reach(datetime(2024, 5, 6, tzinfo=CITY_TZ))
+        {'electricity': datetime.date(2024, 4, 30)}
+        """
+        cutoff, out = at.timestamp(), {}
+        for utility, entries in self.reaches.items():
+            n = sum(1 for recorded, _ in entries if recorded <= cutoff)
+            if n:
+                entries[:n] = [[entries[0][0], entries[n - 1][1]]]
+                out[utility] = date.fromordinal(entries[0][1])
+        return out
 
     def apply_monthly(self, event) -> bool:
         """Keep a tax or social return if it is the latest for its period; True if it was."""
@@ -269,6 +308,26 @@ class EnterpriseState:
             keep = [i for i, day in enumerate(self.seen_day) if day >= low]
             self.seen = array("Q", (self.seen[i] for i in keep))
             self.seen_day = array("i", (self.seen_day[i] for i in keep))
+
+
+def _reached(entries: list, recorded: float, whole: int) -> None:
+    """Add an upload to a utility's reach: entries ascending in both time and day, so the
+    latest entry recorded by a time is the furthest reach by then."""
+    i = 0
+    while i < len(entries) and entries[i][0] < recorded:
+        i += 1
+    if i and entries[i - 1][1] >= whole:
+        return  # recorded earlier than an upload that reaches as far
+    j = i
+    while j < len(entries) and entries[j][1] <= whole:
+        j += 1  # recorded no earlier and reaching no further: this one covers them
+    if j < len(entries) and entries[j][0] == recorded:
+        return  # recorded at the same time as one that reaches further
+    entries[i:j] = [[recorded, whole]]
+
+
+def _local_day(moment: datetime, tz: ZoneInfo) -> date:
+    return moment.astimezone(tz).date()
 
 
 def _fixed_offset(readings, tz: ZoneInfo) -> float | None:

@@ -37,6 +37,8 @@ class Thresholds:
     spike_clear_days: int = 2
     spike_rest_floor: float = 0.3       # a high rest day must also exceed 30% of a working day
     spike_adapt_days: int = 28          # after this long, a higher level is the new normal
+    # a meter's days wait for its own late readings (a monthly upload) this long at most
+    meter_wait_days: int = 35
     # dormant_entity
     dormant_months: int = 6             # no activity for 6 months ...
     dormant_min_age_months: int = 6     # ... by an enterprise at least 6 months old

@@ -115,6 +115,20 @@ def test_close_through_feeds_each_day_once_and_marks_missing_days_none():
     assert seen == [("electricity", date(2024, 5, 1), 10.0), ("electricity", date(2024, 5, 2), None)]
 
 
+def test_a_meters_days_wait_for_its_own_readings_then_close_without_them_after_meter_wait_days():
+    det = EnterpriseDetectors(USCC)
+    daily = {("electricity", date(2024, 4, 1) + timedelta(days=i)): 10.0 for i in range(30)}
+    series = lambda: det.series["electricity"].last_day  # noqa: E731
+    det.close_through(date(2024, 4, 20), daily, reach={"electricity": date(2024, 4, 7)})
+    assert series() == date(2024, 4, 7)  # April's upload is not in yet: its days wait
+    det.close_through(date(2024, 5, 10), daily, reach={"electricity": date(2024, 4, 30)})
+    assert series() == date(2024, 4, 30)  # in: judged with their data, not as gaps
+    det.close_through(date(2024, 6, 10), daily, reach={"electricity": date(2024, 4, 30)})
+    assert series() == date(2024, 6, 10) - timedelta(days=det.t.meter_wait_days)  # silent meter: given up
+    det.close_through(date(2024, 6, 11), daily)
+    assert series() == date(2024, 6, 11)  # without a reach, every day closes
+
+
 # -- alerts -----------------------------------------------------------------------------------
 def drop(start, end, severity="warning", status="open"):
     return Finding("utility_drop", severity, status, start, end, 10.0, 100.0,
