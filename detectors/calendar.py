@@ -93,6 +93,18 @@ def spring_festival_window(year: int, before: int = SHUTDOWN_BEFORE_DAYS,
     return days[0] - timedelta(days=before), days[-1] + timedelta(days=after)
 
 
+def festival_day(day: date) -> date | None:
+    """The first day of the official Spring Festival holiday that ``day`` is nearest to
+    (that of ``day``'s year from January to June, of the next year from July); None for a
+    year the calendar library does not know.
+
+    >>> festival_day(date(2024, 1, 5)), festival_day(date(2024, 11, 30))
+    (datetime.date(2024, 2, 10), datetime.date(2025, 1, 28))
+    """
+    window = spring_festival_window(day.year if day.month <= 6 else day.year + 1, 0, 0)
+    return window[0] if window else None
+
+
 def in_spring_festival(day: date) -> bool:
     """True inside the Spring Festival factory-shutdown window of ``day``'s year."""
     window = spring_festival_window(day.year)

@@ -10,7 +10,8 @@ Drop (``utility_drop``): on official working days only (weekends and adjusted wo
 are skipped; public holidays and the Spring Festival shutdown break a run; in the wider
 Spring Festival season, from three weeks before the holiday to five weeks after it, a stop
 that begins there is presumed to be the factory's own seasonal stop and judged only if it
-goes on after the season), a day is *low*
+goes on after the season; so is one within a week of the days the factory itself stopped
+around last year's festival, learned from its own readings), a day is *low*
 when it is below ``drop_ratio`` of expected and at least ``min_z`` robust sigmas below.
 A run of ``drop_days`` low days opens the drop, but only days the peers did not share count:
 each low day is recorded in the cohort, and a day on which at least ``peer_share`` of the
@@ -47,15 +48,16 @@ new level is still adopted within a few weeks.
 from __future__ import annotations
 
 from collections import deque
-from datetime import date
+from datetime import date, timedelta
 from statistics import median as _median
 
 from detectors.baseline import Resolution, SeasonalBaseline
-from detectors.calendar import day_type, in_spring_festival_season
+from detectors.calendar import day_type, festival_day, in_spring_festival_season, spring_festival_window
 from detectors.findings import period_of
 from detectors.thresholds import DEFAULT, Thresholds
 
 UNITS = {"electricity": "kWh", "water": "m3", "gas": "m3"}
+LEARNED_MARGIN_DAYS = 7  # a stop within a week of last year's own seasonal stop is seasonal too
 MONTHS_KEPT = 14
 
 
@@ -66,7 +68,7 @@ class UtilitySeries:
                  "run_unshared", "run_first", "pending", "lows", "low_days", "near_zero",
                  "drop_start", "drop_last", "drop_ok",
                  "spike_run", "spike_first", "highs", "spike_start", "spike_last", "spike_ok", "unlearned",
-                 "resolution")
+                 "resolution", "spell", "stops")
 
     def __init__(self, utility: str, t: Thresholds = DEFAULT):
         self.utility = utility
@@ -90,6 +92,8 @@ class UtilitySeries:
         self.spike_ok = 0
         self.unlearned = 0                          # ordinary days in a row too low to learn
         self.resolution = Resolution()              # the meter's step, from the daily amounts
+        self.spell: list[date] | None = None        # [first, last] low working day of the current stop
+        self.stops: dict[int, tuple[int, int]] = {}  # festival year -> its seasonal stop, days from the holiday
 
     # -- the day ---------------------------------------------------------------------------
     def observe(self, day: date, amount: float | None, profile: dict | None, cohorts,
@@ -112,7 +116,8 @@ class UtilitySeries:
         drop_ratio = spike_ratio = None
         if kind == "workday" and expected:
             drop_ratio = amount / expected
-            if self.drop_start is None and in_spring_festival_season(day):
+            self._follow_stop(day, drop_ratio < t.drop_ratio)
+            if self.drop_start is None and self._seasonal(day):
                 self._reset_run()  # a stop that begins in the season is presumed seasonal
             else:
                 self._drop(day, amount, expected, scale, profile, cohorts, t)
@@ -172,6 +177,37 @@ class UtilitySeries:
             if self.drop_ok >= t.drop_clear_days:
                 self.drop_start = self.drop_last = None
                 self._reset_run()
+
+    def _follow_stop(self, day: date, low: bool) -> None:
+        """Follow the current stop (low working days, whatever is judged of them); one that
+        lasts into the Spring Festival shutdown is remembered, in days from the holiday, as
+        the factory's seasonal stop of that year (the latest year only)."""
+        if low:
+            self.spell = [self.spell[0] if self.spell else day, day]
+            return
+        if self.spell is None:
+            return
+        first, self.spell = self.spell[0], None
+        festival = festival_day(first)
+        window = spring_festival_window(festival.year) if festival else None
+        if window and first <= window[1] and day > window[0]:  # it went on into the shutdown
+            last = day - timedelta(days=1)  # until the day before work resumed
+            self.stops = {festival.year: ((first - festival).days, (last - festival).days)}
+
+    def _seasonal(self, day: date) -> bool:
+        """Is a stop beginning on ``day`` presumed seasonal: in the season around the
+        Spring Festival (the prior), or within ``LEARNED_MARGIN_DAYS`` of the days this
+        factory stopped around last year's festival (learned)?"""
+        if in_spring_festival_season(day):
+            return True
+        if not self.stops:
+            return False
+        festival = festival_day(day)
+        if festival is None:
+            return False
+        offset = (day - festival).days
+        return any(year < festival.year and first - LEARNED_MARGIN_DAYS <= offset <= last + LEARNED_MARGIN_DAYS
+                   for year, (first, last) in self.stops.items())
 
     def _reset_run(self) -> None:
         self.run_unshared, self.run_first, self.pending = 0, None, None
@@ -258,6 +294,7 @@ class UtilitySeries:
     def __setstate__(self, state):
         self.unlearned = 0   # absent from state pickled before they existed
         self.resolution = Resolution()
+        self.spell, self.stops = None, {}
         for name, value in zip(self.__slots__, state):
             if name in ("lows", "highs"):
                 value = deque(value, maxlen=5)

@@ -391,3 +391,29 @@ def test_a_stop_that_begins_in_the_season_and_outlasts_it_is_a_drop():
     found = feed(det, lambda d: 0.0 if d >= date(2024, 1, 23) else normal(d), start=date(2023, 11, 1), n=160)
     drops = [f for f in found if f.rule == "utility_drop" and f.status == "open"]
     assert drops and drops[0].window_start > date(2024, 3, 23)  # judged once the season is over
+
+
+def test_a_factory_that_repeats_its_own_early_stop_of_last_year_is_not_alerted_again():
+    # stops from 30 days before the festival (outside the season prior of 21) to 10 days
+    # after, in 2024 (holiday from 10 Feb) and again in 2025 (from 28 Jan): the first year it
+    # is a drop (nothing known yet); the second it repeats its own stop, so it is seasonal
+    stops = [(date(2024, 2, 10) - timedelta(days=30), date(2024, 2, 10) + timedelta(days=10)),
+             (date(2025, 1, 28) - timedelta(days=30), date(2025, 1, 28) + timedelta(days=10))]
+    det = factory()
+    found = feed(det, lambda d: 0.0 if any(a <= d <= b for a, b in stops) else normal(d),
+                 start=date(2023, 9, 1), n=640)
+    drops = sorted({f.window_start for f in found if f.rule == "utility_drop" and f.status == "open"})
+    assert drops and min(drops) == date(2024, 1, 11)
+    assert not [d for d in drops if d > date(2024, 6, 1)]
+    # learned again from 2025's (30 Dec, the first working day of it, to the end of the shutdown)
+    assert det.series["electricity"].stops == {2025: (-29, 28)}
+
+
+def test_a_stop_weeks_away_from_last_years_own_dates_is_still_a_drop():
+    stops = [(date(2024, 2, 10) - timedelta(days=30), date(2024, 2, 10) + timedelta(days=10)),
+             (date(2024, 11, 4), date(2024, 11, 30))]  # November: far from any festival
+    det = factory()
+    found = feed(det, lambda d: 0.0 if any(a <= d <= b for a, b in stops) else normal(d),
+                 start=date(2023, 9, 1), n=640)
+    drops = sorted({f.window_start for f in found if f.rule == "utility_drop" and f.status == "open"})
+    assert [d for d in drops if d > date(2024, 6, 1)] == [date(2024, 11, 4)]
