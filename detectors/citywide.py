@@ -113,22 +113,26 @@ class CityCohorts:
                 report.closed_through is None or report.closed_through < old.closed_through):
             report.closed_through = old.closed_through
         self.reports[partition] = report
-        body = report.to_message()
-        if self._reported.get(partition) != body:  # a report that changed nothing is not sent again
-            self._reported[partition] = body
-            self._send(f"clock/{partition}", {"partition": partition, "report": body})
+        self._send_report(partition, report)
         self.fold()
 
     def contribute(self, partition: int, day: date, delta: CohortDelta) -> None:
-        """Partition ``partition`` closed ``day``: its contributions of that day."""
+        """Partition ``partition`` closed ``day``: its contributions of that day.
+
+        Two messages go out: the contribution (``day/<day>/<partition>``), then the report
+        that the partition has closed the day (``clock/<partition>``).  Another copy folds
+        the day only once it has both, so a worker publishes the contribution before it
+        stores the partition's state and the report after it: if it dies in between, the
+        day is not folded anywhere, and the partition closes it again, from its stored
+        state, against the same cohorts (as of the end of the day before)."""
         report = self.reports.setdefault(partition, PartitionReport(events=True))
         if report.closed_through is None or day > report.closed_through:
             report.closed_through = day
         if self.folded is None or day > self.folded:
             self.deltas.setdefault(day, {})[partition] = delta
         self._send(f"day/{day.isoformat()}/{partition}",
-                   {"partition": partition, "day": day.isoformat(), "delta": delta.to_message(),
-                    "report": report.to_message()})
+                   {"partition": partition, "day": day.isoformat(), "delta": delta.to_message()})
+        self._send_report(partition, report)
         self.fold()
 
     def receive(self, key: str, body: dict) -> bool:
@@ -141,11 +145,10 @@ class CityCohorts:
         partition = int(body["partition"])
         if self.start is None and body.get("start"):  # the city's first day, as the first to decide it did
             self.start = self.folded = date.fromisoformat(body["start"])
-        incoming = PartitionReport.from_message(body["report"])
-        old = self.reports.get(partition)
-        if old is not None:
-            incoming = _later(old, incoming)
-        self.reports[partition] = incoming
+        if "report" in body:  # a contribution carries none (an older worker's did: read as before)
+            incoming = PartitionReport.from_message(body["report"])
+            old = self.reports.get(partition)
+            self.reports[partition] = incoming if old is None else _later(old, incoming)
         if "day" in body:
             day = date.fromisoformat(body["day"])
             if self.folded is None or day > self.folded:
@@ -182,10 +185,11 @@ class CityCohorts:
             return
         while True:
             day = self.folded + timedelta(days=1)
-            for r in self.reports.values():
+            contributed = self.deltas.get(day, {})
+            for partition, r in self.reports.items():
                 waits = r.events or not r.caught_up
-                if waits and (r.closed_through is None or r.closed_through < day):
-                    return
+                if waits and (r.closed_through is None or r.closed_through < day or partition not in contributed):
+                    return  # not closed yet, or its contribution is still on the way
             merged = CohortDelta()
             for _, delta in sorted(self.deltas.pop(day, {}).items()):
                 merged.merge(delta)
@@ -195,6 +199,12 @@ class CityCohorts:
     # -- helpers --------------------------------------------------------------------------------
     def _all_reported(self) -> bool:
         return self.partitions is None or len(self.reports) >= self.partitions
+
+    def _send_report(self, partition: int, report: PartitionReport) -> None:
+        body = report.to_message()
+        if self._reported.get(partition) != body:  # a report that changed nothing is not sent again
+            self._reported[partition] = body
+            self._send(f"clock/{partition}", {"partition": partition, "report": body})
 
     def _send(self, key: str, body: dict) -> None:
         if self.outbox is not None:

@@ -175,8 +175,11 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
             last_input[m.partition] = now
         result: BatchResult = processor.process(messages, states, lambda p: _behind(app, kind_by_topic, continuity, p),
                                                 owned=_assigned(app, kind_by_topic), final=idle, settled=idle)
-        # 1. ClickHouse, 2. the output topics (acknowledged), 3. the state; then Faust may
-        # commit the offsets.  A crash in between replays the batch: every step is idempotent.
+        # 1. ClickHouse, 2. the output topics and the partitions' cohort contributions
+        # (acknowledged), 3. the state, 4. the reports that those partitions closed their days
+        # (monitor.cohorts: the city folds a day only then); then Faust may commit the offsets.
+        # A crash in between replays the batch: every step is idempotent, and a day whose
+        # report was not sent is closed again against the same cohorts (detectors/citywide.py).
         refused = await sink.write(result.rows)
         if refused:  # rows ClickHouse cannot hold for their values: dead letters (streams.sink)
             await set_aside(refused, sink, deadletter, ce_source)
@@ -190,7 +193,9 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
                                                     (risk_topic, result.risk, cloudevents.risk_headers))
                   for p in published]  # CloudEvents headers, binary mode (streams.cloudevents)
         outbox, city.outbox[:] = list(city.outbox), []
-        sends += [await cohorts_topic.send(key=key, value=value) for key, value in (encode(*m) for m in outbox)]
+        reports = [m for m in outbox if m[0].startswith("clock/")]
+        sends += [await cohorts_topic.send(key=key, value=value)
+                  for key, value in (encode(*m) for m in outbox if not m[0].startswith("clock/"))]
         if sends:
             await asyncio.gather(*sends)
         # A table write goes to the changelog partition of the current event's message (a
@@ -207,6 +212,10 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
         # delivery waits for that buffer before each message, so wait for it here, once a
         # batch: unbounded, it held 1.2 GB of records for a 600,000-message backlog.
         await app.producer.buffer.flush()
+        if reports:  # once the state is acknowledged (Faust's own commit flushes the same way)
+            await app.producer.flush()
+            await asyncio.gather(*[await cohorts_topic.send(key=key, value=value)
+                                   for key, value in (encode(*m) for m in reports)])
         open_alerts.update(result.open_alerts)
         _count(result, messages, kind_by_topic, _assigned(app, kind_by_topic), open_alerts)
 

@@ -68,6 +68,66 @@ def test_another_copy_built_from_the_messages_folds_the_same_cohorts_and_ignores
     assert city.receive(*city.outbox[-1]) is False  # its own message, read back
 
 
+def test_a_worker_that_dies_between_a_contribution_and_its_report_closes_the_day_again_on_the_same_cohorts():
+    """The worker publishes a day's contribution, stores the partition's state, then reports
+    the day closed (streams/app.py).  Killed after the contribution, the day must not be
+    folded anywhere: the partition closes it again from its stored state, and must read the
+    cohorts as of the end of the day before, as the first time."""
+    may1, may2 = date(2024, 5, 1), date(2024, 5, 2)
+    topic: list[tuple[str, bytes]] = []
+
+    def worker(partition: int) -> CityCohorts:
+        city = CityCohorts(partitions=2, publish=True)
+        for key, body in topic:
+            city.receive(key, orjson.loads(body))
+        reported(city, partition)
+        return city
+
+    def publish(city: CityCohorts, kinds=("clock/", "day/")) -> None:
+        topic.extend((key, orjson.dumps(body)) for key, body in city.outbox if key.startswith(kinds))
+        city.outbox.clear()
+
+    a, b = worker(0), worker(1)
+    publish(a), publish(b)
+    for city in (a, b):
+        for key, body in topic:
+            city.receive(key, orjson.loads(body))
+        assert city.begin(0) == date(2024, 4, 30)
+    delta = CohortDelta()
+    delta.record_day(PROFILE, "electricity", may1, True)
+    b.contribute(1, may1, CohortDelta())
+    publish(b)
+    a.contribute(0, may1, delta)
+    publish(a, kinds=("day/",))  # ... and the worker of partition 0 dies before its state is stored
+    del a
+    for key, body in topic:
+        b.receive(key, orjson.loads(body))
+    assert b.folded == date(2024, 4, 30) and b.allowed() == may1  # partition 1 may not close 2 May
+
+    restarted = worker(0)  # its stored state: closed through 30 April
+    assert restarted.folded == date(2024, 4, 30)  # 1 May is not folded: the cohorts of the first close
+    restarted.contribute(0, may1, delta)
+    publish(restarted)
+    for key, body in topic:
+        b.receive(key, orjson.loads(body))
+    assert b.folded == restarted.folded == may1 and b.allowed() == may2
+    assert b.city.low_share(PROFILE, "electricity", may1, 1) == restarted.city.low_share(
+        PROFILE, "electricity", may1, 1) == 1.0  # partition 0's contribution, once
+
+
+def test_a_report_that_arrives_before_the_contribution_it_follows_waits_for_it():
+    city = CityCohorts(partitions=2)
+    reported(city, 0)
+    reported(city, 1)
+    city.begin(0)
+    city.contribute(0, date(2024, 5, 1), CohortDelta())
+    city.receive("clock/1", {"partition": 1, "report": PartitionReport(
+        datetime(2024, 5, 1, tzinfo=CST), datetime(2024, 5, 20, tzinfo=CST), date(2024, 5, 1), True).to_message()})
+    assert city.folded == date(2024, 4, 30)  # monitor.cohorts has partitions: the order is not given
+    city.receive("day/2024-05-01/1", {"partition": 1, "day": "2024-05-01", "delta": CohortDelta().to_message()})
+    assert city.folded == date(2024, 5, 1)
+
+
 def test_run_events_gives_the_same_alerts_and_risk_over_1_3_and_8_partitions():
     events = build_city(n=24, anomalies={3: ("drop", date(2024, 4, 15)), 5: ("zero", date(2024, 1, 1))})
     one = run_events(events, flush=True)
