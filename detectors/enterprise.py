@@ -203,7 +203,6 @@ class EnterpriseDetectors:
         ``Thresholds.meter_wait_days`` after they ended.  Without it every day up to
         ``day`` is closed now."""
         cohorts = cohorts if cohorts is not None else Cohorts()
-        given_up = day - timedelta(days=self.t.meter_wait_days)
         out: list[Finding] = []
         first_days = getattr(daily, "first_days", None)  # a DayBook knows them without a scan
         if first_days is not None:
@@ -216,7 +215,11 @@ class EnterpriseDetectors:
         for utility in sorted(set(firsts) | set(self.series), key=_utility_rank):
             series = self.series.get(utility)
             cursor = series.last_day + timedelta(days=1) if series and series.last_day else firsts.get(utility)
-            last = day if reach is None else min(day, max(reach.get(utility, date.min), given_up))
+            last = day
+            if reach is not None:
+                reached = reach.get(utility, date.min)
+                if reached < day:  # waits for its readings, up to meter_wait_days
+                    last = max(reached, day - timedelta(days=self.t.meter_wait_days))
             while cursor is not None and cursor <= last:
                 total = daily.get((utility, cursor))
                 amount = None if total is None else float(getattr(total, "amount", total))

@@ -327,6 +327,7 @@ class PartitionDriver:
         out.delta = clock.carry if clock.carry is not None else CohortDelta()
         window = CohortWindow(self.city.city, out.delta)
         at, index = clock.closed_at(day), out.index
+        recorded_by = at.timestamp()  # the uploads recorded by the close count (a meter's own reach)
         ordered = sorted(cache)
         for (_, uscc, _, _), e in self._due(cache, ordered, day):
             tr = cache[uscc]
@@ -336,8 +337,12 @@ class PartitionDriver:
             if not tr.judged_on(day):
                 continue  # nothing of its data is about this day yet
             # a meter's days wait for its own readings recorded by the close (a monthly upload)
-            findings = tr.detectors.close_through(day, tr.state.days, window, tr.state.reach(at))
-            tr.state.judged_through = min([day, *(s.last_day for s in tr.detectors.series.values() if s.last_day)])
+            findings = tr.detectors.close_through(day, tr.state.days, window, tr.state.reach(recorded_by))
+            judged = day
+            for series in tr.detectors.series.values():
+                if series.last_day is not None and series.last_day < judged:
+                    judged = series.last_day
+            tr.state.judged_through = judged
             tr.publish(findings, at, index, out.alerts, out.risk)
         out.last.update(dict.fromkeys(cache, index))
         out.open_alerts = Counter(rule for tr in cache.values() for rule in tr.open_rules())

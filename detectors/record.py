@@ -228,7 +228,11 @@ class EnterpriseState:
                 touched[ordinal] = None
         if touched:
             latest = max(touched)
-            whole = _local_day(event.readings[-1].end, tz).toordinal() - 1  # the last day it ends
+            last = event.readings[-1]
+            if offset is not None:  # the last whole local day it reaches: the day before its end's
+                whole = int(((last.end_ts or last.end.timestamp()) + offset) // 86400) + EPOCH_ORDINAL - 1
+            else:
+                whole = last.end.astimezone(tz).date().toordinal() - 1
             _reached(self.reaches.setdefault(utility, []), event.event_time.timestamp(), whole)
             self.seen.append(digest)
             self.seen_day.append(latest)
@@ -236,9 +240,10 @@ class EnterpriseState:
                 self.newest_day = date.fromordinal(latest)
         return [(utility, date.fromordinal(o)) for o in touched], too_late
 
-    def reach(self, at: datetime) -> dict[str, date]:
-        """Per utility, the last whole local day that the readings recorded by ``at`` reach
-        (an upload recorded later does not count yet, whenever it was folded in).
+    def reach(self, at: float) -> dict[str, date]:
+        """Per utility, the last whole local day that the readings recorded by ``at`` (epoch
+        seconds) reach (an upload recorded later does not count yet, whenever it was folded
+        in).
 
         >>> from types import SimpleNamespace as NS
         >>> from datetime import timezone
@@ -250,17 +255,19 @@ class EnterpriseState:
         >>> state = EnterpriseState()
         >>> _ = state.apply_utility(upload("march", 1, 7, datetime(2024, 4, 8, 1, tzinfo=CITY_TZ)))
         >>> _ = state.apply_utility(upload("april", 8, 23, datetime(2024, 5, 5, tzinfo=CITY_TZ)))
-        >>> state.reach(datetime(2024, 4, 20, tzinfo=CITY_TZ))
+        >>> state.reach(datetime(2024, 4, 20, tzinfo=CITY_TZ).timestamp())
         {'electricity': datetime.date(2024, 4, 7)}
-        >>> state.reach(datetime(2024, 5, 6, tzinfo=CITY_TZ))
+        >>> state.reach(datetime(2024, 5, 6, tzinfo=CITY_TZ).timestamp())
         {'electricity': datetime.date(2024, 4, 30)}
         """
-        cutoff, out = at.timestamp(), {}
+        out = {}
         for utility, entries in self.reaches.items():
-            n = sum(1 for recorded, _ in entries if recorded <= cutoff)
-            if n:
+            if entries[0][0] > at:
+                continue
+            if len(entries) > 1 and entries[1][0] <= at:  # merge what is recorded by now
+                n = sum(1 for recorded, _ in entries if recorded <= at)
                 entries[:n] = [[entries[0][0], entries[n - 1][1]]]
-                out[utility] = date.fromordinal(entries[0][1])
+            out[utility] = date.fromordinal(entries[0][1])
         return out
 
     def apply_monthly(self, event) -> bool:
@@ -324,10 +331,6 @@ def _reached(entries: list, recorded: float, whole: int) -> None:
     if j < len(entries) and entries[j][0] == recorded:
         return  # recorded at the same time as one that reaches further
     entries[i:j] = [[recorded, whole]]
-
-
-def _local_day(moment: datetime, tz: ZoneInfo) -> date:
-    return moment.astimezone(tz).date()
 
 
 def _fixed_offset(readings, tz: ZoneInfo) -> float | None:
