@@ -185,7 +185,22 @@ class EnterpriseDetectors:
         out: list[Finding] = []
         if self._is_open("complaint_burst"):
             out += self._complaint_burst(max(day, max(self.complaints, default=day)), cohorts)
-        return out + self._dormant(day)
+        return out + self._dormant(day) + self._review_month(day, cohorts)
+
+    def _review_month(self, day: date, cohorts: Cohorts) -> list[Finding]:
+        """The day after a month's returns are all filed (``Thresholds.tax_filed_by_day``,
+        ``social_filed_by_day`` of the next month): judge the month's peer-dependent rules
+        again, against every peer that filed it.  A return filed early was judged against the
+        peers that had filed before it; the verdict of the whole cohort replaces it (an alert
+        that the peers explain is withdrawn, one they no longer explain opens), so the final
+        alerts do not depend on who filed first."""
+        period = period_add(period_of(day), -1)
+        out: list[Finding] = []
+        if day.day == self.t.tax_filed_by_day + 1 and self.tax and max(self.tax) == period:
+            out += _withdraw_corrected(self._sales_drop(cohorts, review=period), period)
+        if day.day == self.t.social_filed_by_day + 1 and self.social and max(self.social) == period:
+            out += _withdraw_corrected(self._headcount(cohorts), period)
+        return out
 
     def close_through(self, day: date, daily: Mapping, cohorts: Cohorts | None = None,
                       reach: Mapping[str, date] | None = None) -> list[Finding]:
@@ -357,7 +372,9 @@ class EnterpriseDetectors:
         return False
 
     # -- tax_sales_drop -----------------------------------------------------------------------
-    def _sales_drop(self, cohorts: Cohorts) -> list[Finding]:
+    def _sales_drop(self, cohorts: Cohorts, review: str | None = None) -> list[Finding]:
+        """``review``: the month is judged again with its whole cohort; a drop that opened in
+        that month is decided afresh, not against the reference frozen when it opened."""
         t = self.t
         latest = max(self.tax)
         sales, paid = self.tax[latest]
@@ -371,7 +388,8 @@ class EnterpriseDetectors:
             cohorts.observe(self.profile, "sales_vs_last_year", self.uscc, sales / last_year, tag=latest)
         cond = self._cond("tax_sales_drop")
         holds, peer_factor = False, None
-        if cond.is_open and self.sales_ref:
+        fresh = review is not None and cond.is_open and cond.start == period_start(review)
+        if cond.is_open and self.sales_ref and not fresh:
             holds = sales < t.sales_drop_ratio * self.sales_ref
         elif median3 and median3 > 0 and not (sales == 0 and paid == 0):
             # a month the Spring Festival shutdown covers is not judged: how long a factory

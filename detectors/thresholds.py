@@ -60,6 +60,10 @@ class Thresholds:
     mismatch_min_members: int = 12     # peers of the same industry needed to judge sales per kWh ...
     mismatch_own_months: int = 4       # ... else its own months (at least this many) are the reference
     cohort_min_members: int = 30
+    # a month's returns are all filed by this day of the next month: its peer verdicts are
+    # judged again the day after, against the month's whole cohort
+    tax_filed_by_day: int = 15
+    social_filed_by_day: int = 20
     # headcount_drop
     headcount_drop_1m: float = 0.30
     headcount_drop_3m: float = 0.50

@@ -417,3 +417,38 @@ def test_a_stop_weeks_away_from_last_years_own_dates_is_still_a_drop():
                  start=date(2023, 9, 1), n=640)
     drops = sorted({f.window_start for f in found if f.rule == "utility_drop" and f.status == "open"})
     assert [d for d in drops if d > date(2024, 6, 1)] == [date(2024, 11, 4)]
+
+
+# -- a month judged again once all of it is filed -----------------------------------------------
+
+def test_an_early_filers_lay_off_that_the_whole_cohort_shares_is_withdrawn_the_day_after_filing_closes():
+    cohorts = Cohorts()
+    det = factory()
+    det.on_social("2024-03", 100, 1e5, cohorts)
+    early = det.on_social("2024-04", 65, 6.5e4, cohorts)  # filed on 3 May, before any peer
+    assert [(f.rule, f.status) for f in early] == [("headcount_drop", "open")]
+    for i in range(12):  # the peers file by 20 May: they lost as many
+        peer = factory(f"peer{i}")
+        peer.on_social("2024-03", 100, 1e5, cohorts)
+        peer.on_social("2024-04", 60, 6e4, cohorts)
+    assert det.on_watermark(date(2024, 5, 20), cohorts) == []  # filing still open
+    review = det.on_watermark(date(2024, 5, 21), cohorts)
+    assert [(f.rule, f.status) for f in review] == [("headcount_drop", "withdrawn")]
+
+
+def test_a_sales_drop_that_the_first_peers_explained_opens_once_the_whole_cohort_has_filed():
+    cohorts = Cohorts()
+    history = [f"2023-{i:02d}" for i in range(6, 13)] + [f"2024-{i:02d}" for i in range(1, 6)]
+    peers = [factory(f"peer{i}") for i in range(30)]
+    for peer in peers:
+        for period in history:
+            peer.on_tax(period, 1e6, 3e4, cohorts)
+    for peer in peers[:12]:  # the first twelve to file halved (their own troubles) ...
+        peer.on_tax("2024-06", 4e5, 1e4, cohorts)
+    det = factory_after(history, cohorts)
+    assert det.on_tax("2024-06", 3e5, 9e3, cohorts) == []  # ... so the cohort seemed to dip
+    for peer in peers[12:]:  # ... but the other eighteen, filing later, did not
+        peer.on_tax("2024-06", 1e6, 3e4, cohorts)
+    review = det.on_watermark(date(2024, 7, 16), cohorts)
+    assert [(f.rule, f.status, f.window_start) for f in review] == [("tax_sales_drop", "open", date(2024, 6, 1))]
+    assert det.on_watermark(date(2024, 8, 16), cohorts) == []  # July not filed: nothing to review
