@@ -101,7 +101,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> faust.App:
     feed = CohortFeed(settings, city)
     cohorts_topic = app.topic(settings.topic("cohorts"), key_serializer="raw", value_serializer="raw")
     processor = BatchProcessor(kind_by_topic, settings.timezone, settings.max_message_bytes,
-                               lateness=lateness, cohorts=city)
+                               lateness=lateness, cohorts=city, thresholds=settings.thresholds())
     judging = asyncio.Lock()  # one batch, or one wake-up of waiting partitions, at a time
     last_input: dict[int, float] = {}
     city_input: list[float] = []  # when input was first seen anywhere in the city (here, or reported)

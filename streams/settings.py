@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlparse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from detectors.thresholds import Thresholds
 from streams.contracts import KINDS
 
 INPUT_KINDS = KINDS  # the contract decides the input kinds and so the input topics
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
     utility_lateness_days: float = Field(
         9.0, ge=0, le=60, description="days after a local day that its meter readings may still arrive and count "
         "(weekly uploads: 9); the worker judges a day once the readings have covered time that far past it")
+    meter_wait_days: int = Field(
+        35, ge=0, le=40, description="days a meter's own days wait for its readings (a meter that uploads its "
+        "month after the month) before they are judged as days without data (at most the 40 days of daily "
+        "totals kept)")
+    tax_filed_by_day: int = Field(15, ge=1, le=28, description="day of the next month by which a month's tax "
+                                  "returns are filed: the day after, the month is judged against its whole cohort")
+    social_filed_by_day: int = Field(20, ge=1, le=28, description="the same for social-insurance returns")
     cohort_idle_seconds: float = Field(
         10.0, gt=0, description="seconds without input after which a partition's clock follows the whole city's "
         "meter readings (the end of a replay); data of that partition arriving later about days closed meanwhile "
@@ -121,6 +129,11 @@ class Settings(BaseSettings):
     def state_dir(self) -> Path:
         """Faust's data directory (RocksDB tables) of this app."""
         return self.data_dir / "state" / self.app_id
+
+    def thresholds(self) -> Thresholds:
+        """The rule thresholds, with what the deployment sets (the rest are SPEC §4's)."""
+        return Thresholds(meter_wait_days=self.meter_wait_days, tax_filed_by_day=self.tax_filed_by_day,
+                          social_filed_by_day=self.social_filed_by_day)
 
     def topic(self, name: str) -> str:
         """The full topic name for a kind (``utility``) or a monitor topic (``alerts``)."""

@@ -236,3 +236,16 @@ def test_the_worker_app_gets_the_broker_credentials(monkeypatch, tmp_path, tls_f
 
     app = asyncio.run(created(Settings(data_dir=tmp_path, broker_url="kafka://127.0.0.1:1", api_token="t" * 20)))
     assert app.conf.broker_credentials.protocol.value == "SSL"
+
+
+def test_the_waits_of_late_meters_and_of_monthly_filing_are_settings_that_reach_the_detectors(monkeypatch):
+    from detectors.thresholds import DEFAULT
+
+    assert Settings().thresholds() == DEFAULT  # the defaults are SPEC §4's
+    monkeypatch.setenv("ENTWATCH_METER_WAIT_DAYS", "20")
+    monkeypatch.setenv("ENTWATCH_SOCIAL_FILED_BY_DAY", "25")
+    t = Settings().thresholds()
+    assert (t.meter_wait_days, t.tax_filed_by_day, t.social_filed_by_day) == (20, 15, 25)
+    monkeypatch.setenv("ENTWATCH_METER_WAIT_DAYS", "41")  # longer than the daily totals are kept
+    with pytest.raises(ValueError):
+        Settings()
