@@ -80,8 +80,22 @@ def cmd_worker(args) -> int:
     faulthandler.enable(all_threads=True)
     app = create_app(settings, storage)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
-    return 0
+    try:
+        worker.execute_from_commandline()  # ends with SystemExit once Faust has stopped
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    # Faust has stopped: offsets committed, tables and producer flushed.  Close the storage
+    # here and leave without the interpreter's teardown, in which chDB's engine sometimes
+    # never returned (1-4 workers of a full test run outlived SIGTERM after "Closing event
+    # loop", with no Python frame left to dump).
+    try:
+        storage.close()
+    except Exception as exc:  # the worker is done either way
+        logging.getLogger("entwatch").warning("closing the storage: %s", exc)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # ---------------------------------------------------------------- up

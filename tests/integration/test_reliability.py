@@ -85,6 +85,7 @@ def test_a_restarted_worker_goes_on_from_the_state_it_recovered(start_worker, br
     replay(first, broker.url)
     wait_for_events(worker, len(valid_ids(first)))
     worker.stop()
+    assert worker.proc.returncode == 0  # SIGTERM: Faust stops, the storage is closed, the worker exits 0
 
     restarted = start_worker(ENTWATCH_STATE_STORE=state_store)
     replay(second, broker.url)
