@@ -126,12 +126,13 @@ class CityCohorts:
         day is not folded anywhere, and the partition closes it again, from its stored
         state, against the same cohorts (as of the end of the day before)."""
         report = self.reports.setdefault(partition, PartitionReport(events=True))
+        before = report.to_message()  # not yet closed: a worker of an older version needs a report here
         if report.closed_through is None or day > report.closed_through:
             report.closed_through = day
         if self.folded is None or day > self.folded:
             self.deltas.setdefault(day, {})[partition] = delta
         self._send(f"day/{day.isoformat()}/{partition}",
-                   {"partition": partition, "day": day.isoformat(), "delta": delta.to_message()})
+                   {"partition": partition, "day": day.isoformat(), "delta": delta.to_message(), "report": before})
         self._send_report(partition, report)
         self.fold()
 
@@ -145,7 +146,7 @@ class CityCohorts:
         partition = int(body["partition"])
         if self.start is None and body.get("start"):  # the city's first day, as the first to decide it did
             self.start = self.folded = date.fromisoformat(body["start"])
-        if "report" in body:  # a contribution carries none (an older worker's did: read as before)
+        if "report" in body:  # a contribution's says how far its partition had closed before it
             incoming = PartitionReport.from_message(body["report"])
             old = self.reports.get(partition)
             self.reports[partition] = incoming if old is None else _later(old, incoming)

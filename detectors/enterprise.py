@@ -203,7 +203,8 @@ class EnterpriseDetectors:
         return out
 
     def close_through(self, day: date, daily: Mapping, cohorts: Cohorts | None = None,
-                      reach: Mapping[str, date] | None = None) -> list[Finding]:
+                      reach: Mapping[str, date] | None = None,
+                      overdue: Mapping[str, date] | None = None) -> list[Finding]:
         """Close every day up to ``day``: feed ``on_day`` for each utility's days not yet
         closed (from its first day with data), then ``on_watermark(day)``.
 
@@ -212,11 +213,16 @@ class EnterpriseDetectors:
         enterprise with the same ``day``, one day at a time (day-major), so peers' days are
         complete before they are compared.
 
-        ``reach`` (per utility, the last day the enterprise's own readings reach so far;
-        ``EnterpriseState.reach``): a utility's days past its reach wait for its readings,
-        a meter that uploads monthly included, and are closed as days without data only
-        ``Thresholds.meter_wait_days`` after they ended.  Without it every day up to
-        ``day`` is closed now."""
+        ``reach`` (per utility, the last day reached by the enterprise's own readings
+        recorded by the close, ``EnterpriseState.reach``): a utility's days past its reach
+        wait for its readings (a meter that uploads its month after the month), and are
+        closed as days without data only ``Thresholds.meter_wait_days`` after they ended.
+        ``overdue`` (the same, recorded by the end of ``day``): a series that still waits
+        for days before ``day`` takes only those, which have had the whole lateness to
+        arrive, so when it catches up depends on when its upload was recorded, not on when
+        it was consumed; caught up, it judges ``day`` itself with ``reach``, as a series that
+        is up to date does.  Without ``reach`` every day up to ``day`` is closed now.
+        Sets ``judged_days_through``: the last day every utility has been judged through."""
         cohorts = cohorts if cohorts is not None else Cohorts()
         out: list[Finding] = []
         first_days = getattr(daily, "first_days", None)  # a DayBook knows them without a scan
@@ -227,19 +233,27 @@ class EnterpriseDetectors:
             for utility, d in daily:
                 if utility not in firsts or d < firsts[utility]:
                     firsts[utility] = d
+        judged = day
         for utility in sorted(set(firsts) | set(self.series), key=_utility_rank):
             series = self.series.get(utility)
             cursor = series.last_day + timedelta(days=1) if series and series.last_day else firsts.get(utility)
             last = day
             if reach is not None:
                 reached = reach.get(utility, date.min)
+                if overdue is not None and cursor is not None and cursor < day:
+                    reached = overdue.get(utility, date.min)  # behind: what is surely in by now
+                    if reached >= day - timedelta(days=1):
+                        reached = max(reached, reach.get(utility, date.min))
                 if reached < day:  # waits for its readings, up to meter_wait_days
                     last = max(reached, day - timedelta(days=self.t.meter_wait_days))
+            if cursor is not None:
+                judged = min(judged, max(cursor - timedelta(days=1), min(last, day)))
             while cursor is not None and cursor <= last:
                 total = daily.get((utility, cursor))
                 amount = None if total is None else float(getattr(total, "amount", total))
                 out += self.on_day(utility, cursor, amount, cohorts)
                 cursor += timedelta(days=1)
+        self.judged_days_through = judged
         return out + self.on_watermark(day, cohorts)
 
     # -- helpers ----------------------------------------------------------------------------

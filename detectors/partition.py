@@ -327,7 +327,9 @@ class PartitionDriver:
         out.delta = clock.carry if clock.carry is not None else CohortDelta()
         window = CohortWindow(self.city.city, out.delta)
         at, index = clock.closed_at(day), out.index
-        recorded_by = at.timestamp()  # the uploads recorded by the close count (a meter's own reach)
+        # a meter's own reach: the uploads recorded by the close count for the day itself,
+        # those recorded by the day's end (the whole lateness ago) for days a series waits for
+        by_close, by_day_end = at.timestamp(), (at - clock.clock.lateness).timestamp()
         ordered = sorted(cache)
         for (_, uscc, _, _), e in self._due(cache, ordered, day):
             tr = cache[uscc]
@@ -336,13 +338,11 @@ class PartitionDriver:
             tr = cache[uscc]
             if not tr.judged_on(day):
                 continue  # nothing of its data is about this day yet
-            # a meter's days wait for its own readings recorded by the close (a monthly upload)
-            findings = tr.detectors.close_through(day, tr.state.days, window, tr.state.reach(recorded_by))
-            judged = day
-            for series in tr.detectors.series.values():
-                if series.last_day is not None and series.last_day < judged:
-                    judged = series.last_day
-            tr.state.judged_through = judged
+            state = tr.state
+            findings = tr.detectors.close_through(day, state.days, window, state.reach(by_close),
+                                                  state.reach(by_day_end))
+            state.settle(by_day_end)
+            state.judged_through = tr.detectors.judged_days_through  # later days are kept, however old
             tr.publish(findings, at, index, out.alerts, out.risk)
         out.last.update(dict.fromkeys(cache, index))
         out.open_alerts = Counter(rule for tr in cache.values() for rule in tr.open_rules())

@@ -182,7 +182,7 @@ class EnterpriseState:
     # How far the enterprise's own meter readings reach, per utility, by when they were
     # recorded: [[recorded at (epoch s), last whole local day (ordinal)], ...], both
     # ascending (an upload recorded later that reaches no further adds nothing);
-    # ``reach(at)`` merges the entries recorded by ``at`` into the first.
+    # ``settle(at)`` merges the entries recorded by ``at`` into the first.
     reaches: dict[str, list] = field(default_factory=dict)
 
     def __setstate__(self, state):
@@ -246,7 +246,6 @@ class EnterpriseState:
         in).
 
         >>> from types import SimpleNamespace as NS
-        >>> from datetime import timezone
         >>> def upload(event_id, first, days, recorded):
         ...     start = datetime(2024, 4, first, tzinfo=CITY_TZ)
         ...     return NS(kind="utility", event_id=event_id, utility="electricity", event_time=recorded,
@@ -262,13 +261,22 @@ class EnterpriseState:
         """
         out = {}
         for utility, entries in self.reaches.items():
-            if entries[0][0] > at:
-                continue
-            if len(entries) > 1 and entries[1][0] <= at:  # merge what is recorded by now
+            whole = None
+            for recorded, last in entries:
+                if recorded > at:
+                    break
+                whole = last
+            if whole is not None:
+                out[utility] = date.fromordinal(whole)
+        return out
+
+    def settle(self, at: float) -> None:
+        """Merge the reach entries recorded by ``at`` into one (no later close asks about an
+        earlier time)."""
+        for entries in self.reaches.values():
+            if len(entries) > 1 and entries[1][0] <= at:
                 n = sum(1 for recorded, _ in entries if recorded <= at)
                 entries[:n] = [[entries[0][0], entries[n - 1][1]]]
-            out[utility] = date.fromordinal(entries[0][1])
-        return out
 
     def apply_monthly(self, event) -> bool:
         """Keep a tax or social return if it is the latest for its period; True if it was."""

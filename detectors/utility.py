@@ -58,6 +58,8 @@ from detectors.thresholds import DEFAULT, Thresholds
 
 UNITS = {"electricity": "kWh", "water": "m3", "gas": "m3"}
 LEARNED_MARGIN_DAYS = 7  # a stop within a week of last year's own seasonal stop is seasonal too
+LEARNED_BEFORE_DAYS = 45  # ... if that stop began at most this long before the holiday
+LEARNED_AFTER_DAYS = 63   # ... and ended at most this long after it (else it was a halt, not a season)
 MONTHS_KEPT = 14
 
 
@@ -192,7 +194,9 @@ class UtilitySeries:
         window = spring_festival_window(festival.year) if festival else None
         if window and first <= window[1] and day > window[0]:  # it went on into the shutdown
             last = day - timedelta(days=1)  # until the day before work resumed
-            self.stops = {festival.year: ((first - festival).days, (last - festival).days)}
+            start, end = (first - festival).days, (last - festival).days
+            if start >= -LEARNED_BEFORE_DAYS and end <= LEARNED_AFTER_DAYS:  # not a months-long halt
+                self.stops = {festival.year: (start, end)}
 
     def _seasonal(self, day: date) -> bool:
         """Is a stop beginning on ``day`` presumed seasonal: in the season around the

@@ -71,9 +71,10 @@ class Settings(BaseSettings):
         35, ge=0, le=40, description="days a meter's own days wait for its readings (a meter that uploads its "
         "month after the month) before they are judged as days without data (at most the 40 days of daily "
         "totals kept)")
-    tax_filed_by_day: int = Field(15, ge=1, le=28, description="day of the next month by which a month's tax "
+    tax_filed_by_day: int = Field(15, ge=1, le=27, description="day of the next month by which a month's tax "
                                   "returns are filed: the day after, the month is judged against its whole cohort")
-    social_filed_by_day: int = Field(20, ge=1, le=28, description="the same for social-insurance returns")
+    social_filed_by_day: int = Field(20, ge=1, le=27, description="the same for social-insurance returns "
+                                     "(at most 27: the review day, the day after, exists in every month)")
     cohort_idle_seconds: float = Field(
         10.0, gt=0, description="seconds without input after which a partition's clock follows the whole city's "
         "meter readings (the end of a replay); data of that partition arriving later about days closed meanwhile "

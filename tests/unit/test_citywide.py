@@ -115,6 +115,19 @@ def test_a_worker_that_dies_between_a_contribution_and_its_report_closes_the_day
         PROFILE, "electricity", may1, 1) == 1.0  # partition 0's contribution, once
 
 
+def test_a_contribution_carries_the_report_of_before_it_for_workers_of_the_previous_version():
+    city = CityCohorts(partitions=1, publish=True)
+    reported(city, 0)
+    start = city.begin(0)  # the driver then reports its clock at the start
+    city.report(0, PartitionReport(datetime(2024, 5, 1, tzinfo=CST), datetime(2024, 5, 20, tzinfo=CST), start, True))
+    city.contribute(0, date(2024, 5, 1), CohortDelta())
+    day = next(body for key, body in city.outbox if key.startswith("day/"))
+    clock = [body for key, body in city.outbox if key.startswith("clock/")][-1]
+    # an older worker reads body["report"] of every message: there is one, and it does not
+    # say the day is closed (only the report sent after the state does)
+    assert day["report"]["closed_through"] == "2024-04-30" and clock["report"]["closed_through"] == "2024-05-01"
+
+
 def test_a_report_that_arrives_before_the_contribution_it_follows_waits_for_it():
     city = CityCohorts(partitions=2)
     reported(city, 0)

@@ -452,3 +452,15 @@ def test_a_sales_drop_that_the_first_peers_explained_opens_once_the_whole_cohort
     review = det.on_watermark(date(2024, 7, 16), cohorts)
     assert [(f.rule, f.status, f.window_start) for f in review] == [("tax_sales_drop", "open", date(2024, 6, 1))]
     assert det.on_watermark(date(2024, 8, 16), cohorts) == []  # July not filed: nothing to review
+
+
+def test_a_months_long_halt_through_the_festival_is_not_learned_as_the_factorys_season():
+    # halted from 1 October 2024 to 3 March 2025 (alerted), then a real stop from 10 November
+    # 2025: the halt is no seasonal stop, so the next year's stop is still a drop
+    stops = [(date(2024, 10, 1), date(2025, 3, 3)), (date(2025, 11, 10), date(2026, 1, 10))]
+    det = factory()
+    found = feed(det, lambda d: 0.0 if any(a <= d <= b for a, b in stops) else normal(d),
+                 start=date(2023, 9, 1), n=900)
+    drops = sorted({f.window_start for f in found if f.rule == "utility_drop" and f.status == "open"})
+    assert det.series["electricity"].stops == {}
+    assert date(2025, 11, 10) in drops

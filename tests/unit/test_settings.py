@@ -249,3 +249,7 @@ def test_the_waits_of_late_meters_and_of_monthly_filing_are_settings_that_reach_
     monkeypatch.setenv("ENTWATCH_METER_WAIT_DAYS", "41")  # longer than the daily totals are kept
     with pytest.raises(ValueError):
         Settings()
+    monkeypatch.setenv("ENTWATCH_METER_WAIT_DAYS", "35")
+    monkeypatch.setenv("ENTWATCH_TAX_FILED_BY_DAY", "28")  # the review day, the 29th, is not in every month
+    with pytest.raises(ValueError):
+        Settings()
