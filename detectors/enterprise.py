@@ -194,12 +194,14 @@ class EnterpriseDetectors:
         peers that had filed before it; the verdict of the whole cohort replaces it (an alert
         that the peers explain is withdrawn, one they no longer explain opens), so the final
         alerts do not depend on who filed first."""
+        if day.day != self.t.tax_filed_by_day + 1 and day.day != self.t.social_filed_by_day + 1:
+            return []
         period = period_add(period_of(day), -1)
         out: list[Finding] = []
         if day.day == self.t.tax_filed_by_day + 1 and self.tax and max(self.tax) == period:
             out += _withdraw_corrected(self._sales_drop(cohorts, review=period), period)
         if day.day == self.t.social_filed_by_day + 1 and self.social and max(self.social) == period:
-            out += _withdraw_corrected(self._headcount(cohorts), period)
+            out += _withdraw_corrected(self._headcount(cohorts, review=True), period)
         return out
 
     def close_through(self, day: date, daily: Mapping, cohorts: Cohorts | None = None,
@@ -242,17 +244,19 @@ class EnterpriseDetectors:
                 reached = reach.get(utility, date.min)
                 if overdue is not None and cursor is not None and cursor < day:
                     reached = overdue.get(utility, date.min)  # behind: what is surely in by now
-                    if reached >= day - timedelta(days=1):
+                    if reached >= day - _ONE_DAY:
                         reached = max(reached, reach.get(utility, date.min))
                 if reached < day:  # waits for its readings, up to meter_wait_days
                     last = max(reached, day - timedelta(days=self.t.meter_wait_days))
             if cursor is not None:
-                judged = min(judged, max(cursor - timedelta(days=1), min(last, day)))
+                through = last if cursor <= last else cursor - _ONE_DAY
+                if through < judged:
+                    judged = through
             while cursor is not None and cursor <= last:
                 total = daily.get((utility, cursor))
                 amount = None if total is None else float(getattr(total, "amount", total))
                 out += self.on_day(utility, cursor, amount, cohorts)
-                cursor += timedelta(days=1)
+                cursor += _ONE_DAY
         self.judged_days_through = judged
         return out + self.on_watermark(day, cohorts)
 
@@ -396,9 +400,9 @@ class EnterpriseDetectors:
         median3 = _median(trailing) if len(trailing) >= 2 else None
         last_year = self.tax.get(period_add(latest, -12))
         last_year = last_year[0] if last_year is not None and last_year[0] > 0 else None
-        if median3 and median3 > 0:
+        if median3 and median3 > 0 and review is None:  # a review's values are in the cohort already
             cohorts.observe(self.profile, "sales_vs_trailing", self.uscc, sales / median3, tag=latest)
-        if last_year:
+        if last_year and review is None:
             cohorts.observe(self.profile, "sales_vs_last_year", self.uscc, sales / last_year, tag=latest)
         cond = self._cond("tax_sales_drop")
         holds, peer_factor = False, None
@@ -509,7 +513,8 @@ class EnterpriseDetectors:
         return CohortView("own", (), len(values), center, robust_scale(values, center), sum(values) / len(values))
 
     # -- headcount_drop -------------------------------------------------------------------------
-    def _headcount(self, cohorts: Cohorts) -> list[Finding]:
+    def _headcount(self, cohorts: Cohorts, review: bool = False) -> list[Finding]:
+        """``review``: judged again with the month's whole cohort (its values are in it already)."""
         t = self.t
         latest = max(self.social)
         now = self.social[latest][0]
@@ -521,7 +526,8 @@ class EnterpriseDetectors:
                 continue
             before = before[0]
             metric = f"headcount_change_{months}m"
-            cohorts.observe(self.profile, metric, self.uscc, now / before, tag=latest)
+            if not review:
+                cohorts.observe(self.profile, metric, self.uscc, now / before, tag=latest)
             if before - now < max(share * before, t.headcount_min_people):
                 continue
             view = cohorts.stats(self.profile, metric, exclude=self.uscc,
@@ -584,6 +590,9 @@ class EnterpriseDetectors:
             cond.current = current
         state["conditions"] = conditions
         self.__dict__.update(state)
+
+
+_ONE_DAY = timedelta(days=1)
 
 
 def _withdraw_corrected(findings: list[Finding], period: str) -> list[Finding]:

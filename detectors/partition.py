@@ -339,9 +339,8 @@ class PartitionDriver:
             if not tr.judged_on(day):
                 continue  # nothing of its data is about this day yet
             state = tr.state
-            findings = tr.detectors.close_through(day, state.days, window, state.reach(by_close),
-                                                  state.reach(by_day_end))
-            state.settle(by_day_end)
+            overdue, reach = state.reach(by_day_end, by_close)
+            findings = tr.detectors.close_through(day, state.days, window, reach, overdue)
             state.judged_through = tr.detectors.judged_days_through  # later days are kept, however old
             tr.publish(findings, at, index, out.alerts, out.risk)
         out.last.update(dict.fromkeys(cache, index))

@@ -182,7 +182,7 @@ class EnterpriseState:
     # How far the enterprise's own meter readings reach, per utility, by when they were
     # recorded: [[recorded at (epoch s), last whole local day (ordinal)], ...], both
     # ascending (an upload recorded later that reaches no further adds nothing);
-    # ``settle(at)`` merges the entries recorded by ``at`` into the first.
+    # ``reach`` merges the entries recorded by the end of the day it closes into the first.
     reaches: dict[str, list] = field(default_factory=dict)
 
     def __setstate__(self, state):
@@ -240,10 +240,11 @@ class EnterpriseState:
                 self.newest_day = date.fromordinal(latest)
         return [(utility, date.fromordinal(o)) for o in touched], too_late
 
-    def reach(self, at: float) -> dict[str, date]:
-        """Per utility, the last whole local day that the readings recorded by ``at`` (epoch
-        seconds) reach (an upload recorded later does not count yet, whenever it was folded
-        in).
+    def reach(self, by_day_end: float, by_close: float) -> tuple[dict[str, date], dict[str, date]]:
+        """Per utility, the last whole local day reached by the readings recorded by
+        ``by_day_end`` and by ``by_close`` (epoch seconds; an upload recorded later does
+        not count yet, whenever it was folded in).  The entries recorded by ``by_day_end``
+        are merged into one: no later close asks about an earlier time.
 
         >>> from types import SimpleNamespace as NS
         >>> def upload(event_id, first, days, recorded):
@@ -254,29 +255,29 @@ class EnterpriseState:
         >>> state = EnterpriseState()
         >>> _ = state.apply_utility(upload("march", 1, 7, datetime(2024, 4, 8, 1, tzinfo=CITY_TZ)))
         >>> _ = state.apply_utility(upload("april", 8, 23, datetime(2024, 5, 5, tzinfo=CITY_TZ)))
-        >>> state.reach(datetime(2024, 4, 20, tzinfo=CITY_TZ).timestamp())
-        {'electricity': datetime.date(2024, 4, 7)}
-        >>> state.reach(datetime(2024, 5, 6, tzinfo=CITY_TZ).timestamp())
-        {'electricity': datetime.date(2024, 4, 30)}
+        >>> at = lambda *ymd: datetime(*ymd, tzinfo=CITY_TZ).timestamp()
+        >>> state.reach(at(2024, 4, 20), at(2024, 4, 29))
+        ({'electricity': datetime.date(2024, 4, 7)}, {'electricity': datetime.date(2024, 4, 7)})
+        >>> state.reach(at(2024, 4, 26), at(2024, 5, 6))
+        ({'electricity': datetime.date(2024, 4, 7)}, {'electricity': datetime.date(2024, 4, 30)})
         """
-        out = {}
+        early, late = {}, {}
         for utility, entries in self.reaches.items():
-            whole = None
-            for recorded, last in entries:
-                if recorded > at:
-                    break
-                whole = last
-            if whole is not None:
-                out[utility] = date.fromordinal(whole)
-        return out
-
-    def settle(self, at: float) -> None:
-        """Merge the reach entries recorded by ``at`` into one (no later close asks about an
-        earlier time)."""
-        for entries in self.reaches.values():
-            if len(entries) > 1 and entries[1][0] <= at:
-                n = sum(1 for recorded, _ in entries if recorded <= at)
+            if len(entries) > 1 and entries[1][0] <= by_day_end:
+                n = sum(1 for recorded, _ in entries if recorded <= by_day_end)
                 entries[:n] = [[entries[0][0], entries[n - 1][1]]]
+            recorded, whole = entries[0]
+            if recorded > by_close:
+                continue
+            reached = date.fromordinal(whole)
+            if recorded <= by_day_end:
+                early[utility] = reached
+            for recorded, last in entries[1:]:
+                if recorded > by_close:
+                    break
+                reached = date.fromordinal(last)
+            late[utility] = reached
+        return early, late
 
     def apply_monthly(self, event) -> bool:
         """Keep a tax or social return if it is the latest for its period; True if it was."""
