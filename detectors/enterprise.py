@@ -129,7 +129,7 @@ class EnterpriseDetectors:
         self.last_sales = self._file_month(self.tax, period, (float(declared_sales), float(tax_paid)),
                                            TAX_MONTHS_KEPT, self.last_sales)
         findings = self._zero_streak() + self._sales_drop(cohorts) + self._mismatch(period, cohorts)
-        return _withdraw_corrected(findings, period) if corrected else findings
+        return _withdraw_rejudged(findings, period) if corrected else findings
 
     def on_social(self, period: str, headcount: int, contributions: float,
                   cohorts: Cohorts | None = None) -> list[Finding]:
@@ -139,7 +139,7 @@ class EnterpriseDetectors:
         self.last_staff = self._file_month(self.social, period, (int(headcount), float(contributions)),
                                            SOCIAL_MONTHS_KEPT, self.last_staff)
         findings = self._headcount(cohorts)
-        return _withdraw_corrected(findings, period) if corrected else findings
+        return _withdraw_rejudged(findings, period) if corrected else findings
 
     def _file_month(self, book: dict, period: str, value: tuple, kept: int, last: str | None) -> str | None:
         """Store a monthly value (a correction replaces it), keep the newest ``kept`` months,
@@ -199,9 +199,9 @@ class EnterpriseDetectors:
         period = period_add(period_of(day), -1)
         out: list[Finding] = []
         if day.day == self.t.tax_filed_by_day + 1 and self.tax and max(self.tax) == period:
-            out += _withdraw_corrected(self._sales_drop(cohorts, review=period), period)
+            out += _withdraw_rejudged(self._sales_drop(cohorts, review=period), period)
         if day.day == self.t.social_filed_by_day + 1 and self.social and max(self.social) == period:
-            out += _withdraw_corrected(self._headcount(cohorts, review=True), period)
+            out += _withdraw_rejudged(self._headcount(cohorts, review=True), period)
         return out
 
     def close_through(self, day: date, daily: Mapping, cohorts: Cohorts | None = None,
@@ -595,9 +595,10 @@ class EnterpriseDetectors:
 _ONE_DAY = timedelta(days=1)
 
 
-def _withdraw_corrected(findings: list[Finding], period: str) -> list[Finding]:
-    """After a corrected return for ``period``: an alert that began in that period and no
-    longer holds never held at all, so it is withdrawn rather than resolved."""
+def _withdraw_rejudged(findings: list[Finding], period: str) -> list[Finding]:
+    """After ``period`` was judged again (a corrected return, or the review once the month's
+    filing closed): an alert that began in that period and no longer holds never held at
+    all, so it is withdrawn rather than resolved."""
     start, end = period_start(period), period_end(period)
     return [withdrawn(f) if f.status == "resolved" and start <= f.window_start <= end else f for f in findings]
 
